@@ -1,0 +1,54 @@
+# recnb: `make serve` and `make test` do all the set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install serve test sync-check nbtest pytest lab bench docs clean
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU build, so sentence-transformers does not pull a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+serve: install
+	$(BIN)/recnb train --if-missing
+	$(BIN)/recnb serve
+
+test: install sync-check nbtest pytest
+
+# The notebooks are the source of truth: exporting and cleaning them must change nothing.
+sync-check: install
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  before="$$(git status --porcelain -- nbs recnb)"; \
+	  $(BIN)/nbdev-export && $(BIN)/nbdev-clean; \
+	  after="$$(git status --porcelain -- nbs recnb)"; \
+	  if [ "$$before" != "$$after" ]; then \
+	    echo "nbdev-export / nbdev-clean changed files: notebooks and library are not in sync:"; \
+	    git status --porcelain -- nbs recnb; exit 1; fi; \
+	else echo "not a git checkout: skipping the notebook sync check"; fi
+
+nbtest: install
+	$(BIN)/nbdev-test --n-workers 2
+
+pytest: install
+	$(BIN)/python -m pytest tests -q
+
+lab: install
+	$(BIN)/python -m ipykernel install --user --name recnb --display-name "recnb (.venv)" >/dev/null
+	$(BIN)/jupyter lab nbs
+
+bench: install
+	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/serving.py
+
+clean:
+	rm -rf .recnb _proc _docs .pytest_cache

@@ -1,0 +1,54 @@
+"Fixtures that need real processes: a model trained by the `recnb` CLI and the app under uvicorn."
+import os, socket, subprocess, sys, time
+from pathlib import Path
+import httpx, pytest
+
+BIN = Path(sys.executable).parent
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def env_for(home, **extra):
+    env = {**os.environ, 'RECNB_HOME': str(home), 'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1'}
+    env.update({k: str(v) for k,v in extra.items()})
+    return env
+
+def recnb(*args, env, check=True, timeout=900):
+    r = subprocess.run([str(BIN/'recnb'), *args], env=env, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode: raise AssertionError(f"recnb {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r
+
+@pytest.fixture(scope='session')
+def home(tmp_path_factory):
+    "A RECNB_HOME with one model trained on the bundled MovieLens data by `recnb train`."
+    h = tmp_path_factory.mktemp('recnb-home')
+    r = recnb('train', '--quiet', env=env_for(h))
+    assert 'trained movielens 1.0.0' in r.stdout
+    return h
+
+class Server:
+    "`recnb serve` in a subprocess on a free loopback port."
+    def __init__(self, env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([str(BIN/'recnb'), 'serve', '--port', str(self.port)], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            if self.proc.poll() is not None: raise AssertionError(f"server exited: {self.proc.stdout.read()}")
+            try:
+                if httpx.get(self.url + '/health', timeout=2).status_code == 200: return
+            except httpx.HTTPError: time.sleep(0.3)
+        self.stop(); raise AssertionError('server did not start in 180 s')
+
+    def stop(self):
+        self.proc.terminate()
+        try: self.proc.wait(20)
+        except subprocess.TimeoutExpired: self.proc.kill()
+
+@pytest.fixture(scope='session')
+def server(home):
+    s = Server(env_for(home))
+    yield s
+    s.stop()
