@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 
 serve: install
 	$(BIN)/recnb train --if-missing
+	$(BIN)/recnb models promote --if-none
 	$(BIN)/recnb serve
 
 test: install sync-check nbtest pytest

@@ -89,11 +89,13 @@ def main():
     a = ap.parse_args()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     from recnb.config import Settings
-    from recnb.pipeline import model_versions, train
-    s = Settings(home=a.home)
-    if not model_versions(s):
+    from recnb.pipeline import promote_if_none, train
+    from recnb.registry import Registry
+    s = Settings(home=a.home, mlflow_mirror=False)
+    if not Registry.from_settings(s).models():
         print(f"training a model on the bundled data into {a.home} ...")
         train(s)
+    promote_if_none(s)
     rec, floor, shape = in_process(s, a.requests)
     env = {**os.environ, 'RECNB_HOME': str(a.home), 'HF_HUB_OFFLINE': '1'}
     users = [int(u) for u in np.random.RandomState(1).randint(1, 611, 500)]

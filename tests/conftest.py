@@ -19,24 +19,30 @@ def recnb(*args, env, check=True, timeout=900):
     if check and r.returncode: raise AssertionError(f"recnb {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r
 
+API_KEY = 'test-key-0123456789'
+
 @pytest.fixture(scope='session')
-def home(tmp_path_factory):
-    "A RECNB_HOME with one model trained on the bundled MovieLens data by `recnb train`."
+def trained(tmp_path_factory):
+    """A RECNB_HOME where `recnb train` ran twice on the bundled MovieLens data (1.0.0 and 1.0.1) and
+    `recnb models promote --if-none` put 1.0.1 in production; the stdout of each step."""
     h = tmp_path_factory.mktemp('recnb-home')
-    r = recnb('train', '--quiet', env=env_for(h))
-    assert 'trained movielens 1.0.0' in r.stdout
-    return h
+    out = [recnb('train', '--quiet', env=env_for(h)).stdout, recnb('train', '--quiet', env=env_for(h)).stdout]
+    recnb('models', 'promote', 'movielens', '1.0.0', '--reason', 'first model', env=env_for(h))
+    return h, out
+
+@pytest.fixture(scope='session')
+def home(trained): return trained[0]
 
 class Server:
     "`recnb serve` in a subprocess on a free loopback port."
-    def __init__(self, env):
-        self.port = free_port()
+    def __init__(self, env, log:Path):
+        self.port, self.log = free_port(), log
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([str(BIN/'recnb'), 'serve', '--port', str(self.port)], env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        with open(log, 'wb') as f:  # a file, not a pipe: nobody reads a pipe, and a full one blocks the server
+            self.proc = subprocess.Popen([str(BIN/'recnb'), 'serve', '--port', str(self.port)], env=env, stdout=f, stderr=subprocess.STDOUT)
         deadline = time.time() + 180
         while time.time() < deadline:
-            if self.proc.poll() is not None: raise AssertionError(f"server exited: {self.proc.stdout.read()}")
+            if self.proc.poll() is not None: raise AssertionError(f"server exited: {log.read_text()[-3000:]}")
             try:
                 if httpx.get(self.url + '/health', timeout=2).status_code == 200: return
             except httpx.HTTPError: time.sleep(0.3)
@@ -49,6 +55,6 @@ class Server:
 
 @pytest.fixture(scope='session')
 def server(home):
-    s = Server(env_for(home))
+    s = Server(env_for(home, RECNB_API_KEY=API_KEY, RECNB_REGISTRY_POLL_SECONDS=0.2), home/'server.log')
     yield s
     s.stop()

@@ -55,9 +55,10 @@ def test_health_and_docs(server):
     assert h['status'] == 'ok' and h['model']['version'] == '1.0.0' and h['vector_store'] == 'EdgeStore'
     assert httpx.get(server.url + '/docs').status_code == 200
 
-def test_second_train_embeds_nothing(home, server):
-    r = recnb('train', '--quiet', env=env_for(home))
-    assert 'trained movielens 1.0.1' in r.stdout and 'embedded 0 of 9742 items' in r.stdout, r.stdout
+def test_second_train_embeds_nothing(trained):
+    first, second = trained[1]
+    assert 'trained movielens 1.0.0' in first and 'embedded 9742 of 9742 items' in first, first
+    assert 'trained movielens 1.0.1' in second and 'embedded 0 of 9742 items (9742 from the cache)' in second, second
 
 def test_cli_recommend_while_serving(home, server):
     "The CLI opens the same embedded collections as the running server."

@@ -1,0 +1,52 @@
+"The MLflow mirror against a real `mlflow server` on 127.0.0.1, started by the test."
+import shutil, subprocess, sys, time
+from pathlib import Path
+import httpx, mlflow, pandas as pd, pytest
+from mlflow import MlflowClient
+from conftest import BIN, env_for, free_port, recnb
+from recnb.config import Settings
+from recnb.model import HybridRecommender
+from recnb.registry import Registry
+from recnb.vectorstore import EdgeStore
+
+def start_mlflow(tmp, port):
+    p = subprocess.Popen([str(BIN/'mlflow'), 'server', '--host', '127.0.0.1', '--port', str(port),
+                          '--backend-store-uri', f"sqlite:///{tmp}/mlflow.db", '--artifacts-destination', str(tmp/'artifacts'),
+                          '--workers', '1'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(240):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200: return p
+        except httpx.HTTPError: time.sleep(0.5)
+    p.kill(); raise AssertionError('mlflow server did not start')
+
+def test_mirror_to_a_tracking_server(home, tmp_path):
+    h = tmp_path/'home'
+    shutil.copytree(home/'cache', h/'cache')  # embeddings only: the model is trained anew
+    port = free_port()
+    env = env_for(h, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}")
+    # MLflow down: the registry works, the version waits to be mirrored
+    out = recnb('train', '--quiet', env=env).stdout
+    assert 'trained movielens 1.0.0' in out
+    reg = Registry(h/'registry')
+    ml = reg.get('movielens', '1.0.0')['mlflow']
+    assert not ml['mirrored'] and 'unreachable' in ml['error']
+    r = recnb('models', 'sync', env=env, check=False)
+    assert r.returncode == 2 and 'unreachable' in r.stderr
+    server = start_mlflow(tmp_path, port)
+    try:
+        assert 'mirrored 1 versions' in recnb('models', 'sync', env=env).stdout
+        recnb('models', 'promote', 'movielens', '1.0.0', env=env)
+        c = MlflowClient(f"http://127.0.0.1:{port}")
+        mv = c.get_model_version_by_alias('movielens', 'production')
+        assert mv.tags['recnb_version'] == '1.0.0' and mv.tags['recnb_stage'] == 'production'
+        mlflow.set_tracking_uri(f"http://127.0.0.1:{port}"); mlflow.set_registry_uri(f"http://127.0.0.1:{port}")
+        pf = mlflow.pyfunc.load_model('models:/movielens@production')
+        got = pf.predict(pd.DataFrame([{'user_id': 1, 'k': 10}, {'items': [1, 2], 'k': 5}, {'user_id': 999999, 'k': 3}]))
+        m = HybridRecommender.load(reg.get('movielens', '1.0.0')['path']).index(EdgeStore(tmp_path/'v'))
+        for i, kw in enumerate([dict(user_id=1, k=10), dict(items=[1, 2], k=5), dict(user_id=999999, k=3)]):
+            want = m.recommend(**kw).items
+            g = got[got.request == i]
+            assert g.item_id.tolist() == [x.item_id for x in want]
+            assert g.score.tolist() == pytest.approx([x.score for x in want], rel=1e-5)
+    finally:
+        server.terminate(); server.wait(30)
