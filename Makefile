@@ -50,6 +50,7 @@ lab: install
 bench: install
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/metrics.py
 
 clean:
 	rm -rf .recnb _proc _docs .pytest_cache

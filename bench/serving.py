@@ -4,7 +4,8 @@
    excluded, titles attached) against an exact numpy top-10 over the same item vectors.
 2. Over HTTP on loopback with 8 concurrent keep-alive clients: `POST /recommend` served by
    `recnb serve` (uvicorn, the real app) against a bare FastAPI endpoint returning a fixed payload,
-   also under uvicorn. Targets: p99 <= 40 ms and at least 25% of the bare endpoint's requests/s.
+   under uvicorn with the same (default) settings, access log included. Targets: p99 <= 40 ms and at
+   least 25% of the bare endpoint's requests/s.
 
 The model is trained on the bundled MovieLens ml-latest-small into .bench/home on the first run.
 """
@@ -101,7 +102,7 @@ def main():
     users = [int(u) for u in np.random.RandomState(1).randint(1, 611, 500)]
     bodies = [json.dumps({'user_id': u, 'k': 10}).encode() for u in users]
     recnb = http_run([str(BIN/'recnb'), 'serve'], env, bodies, a.seconds, a.clients)
-    bare = http_run([str(BIN/'uvicorn'), '--app-dir', str(ROOT/'bench'), 'bare_app:app', '--log-level', 'warning'], env, bodies, a.seconds, a.clients)
+    bare = http_run([str(BIN/'uvicorn'), '--app-dir', str(ROOT/'bench'), 'bare_app:app'], env, bodies, a.seconds, a.clients)
     print(f"catalog: {shape[0]} items, hybrid vectors of {shape[1]} dimensions")
     print(f"in process, {len(rec)} requests: recommend p50 {pct(rec, 50):.3f} ms p99 {pct(rec, 99):.3f} ms; "
           f"numpy exact top-10 p50 {pct(floor, 50):.3f} ms")
