@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/metrics.py
+	$(BIN)/python bench/drift.py
 
 clean:
 	rm -rf .recnb _proc _docs .pytest_cache

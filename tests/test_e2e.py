@@ -1,6 +1,6 @@
 "End to end: the CLI trains on the bundled data, uvicorn serves the real app, requests go over HTTP."
 import json
-import httpx, pandas as pd
+import httpx, numpy as np, pandas as pd
 from recnb.data import load_movielens
 from conftest import env_for, recnb
 
@@ -76,3 +76,16 @@ def test_bad_data_is_rejected_whole(home, tmp_path):
     r = recnb('train', '--data', str(tmp_path), env=env_for(home), check=False)
     assert r.returncode == 2 and "field 'rating': missing required column" in r.stderr
     assert sorted(p.name for p in (home/'models'/'movielens').iterdir()) == before
+
+def test_drift_exit_codes(tmp_path):
+    "The console script's exit status: 1 when drift is found, 0 when not, 2 on bad input."
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({'rating': rng.normal(3, 1, 2000), 'genre': rng.choice(list('abc'), 2000)})
+    ref.to_csv(tmp_path/'ref.csv', index=False)
+    ref.assign(rating=ref.rating + 1, genre='a').to_csv(tmp_path/'cur.csv', index=False)
+    env = env_for(tmp_path/'home')
+    assert recnb('drift', '--reference', str(tmp_path/'ref.csv'), '--current', str(tmp_path/'ref.csv'), env=env, check=False).returncode == 0
+    r = recnb('drift', '--reference', str(tmp_path/'ref.csv'), '--current', str(tmp_path/'cur.csv'), env=env, check=False)
+    assert r.returncode == 1 and 'DRIFT' in r.stdout
+    r = recnb('drift', '--reference', str(tmp_path/'ref.csv'), '--current', str(tmp_path/'missing.csv'), env=env, check=False)
+    assert r.returncode == 2 and r.stderr.strip().count('\n') == 0
