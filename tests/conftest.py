@@ -35,7 +35,7 @@ def home(trained): return trained[0]
 
 class Server:
     "`recnb serve` in a subprocess on a free loopback port."
-    def __init__(self, env, log:Path):
+    def __init__(self, env, log:Path, ready:str='/health'):
         self.port, self.log = free_port(), log
         self.url = f"http://127.0.0.1:{self.port}"
         with open(log, 'wb') as f:  # a file, not a pipe: nobody reads a pipe, and a full one blocks the server
@@ -44,7 +44,7 @@ class Server:
         while time.time() < deadline:
             if self.proc.poll() is not None: raise AssertionError(f"server exited: {log.read_text()[-3000:]}")
             try:
-                if httpx.get(self.url + '/health', timeout=2).status_code == 200: return
+                if httpx.get(self.url + ready, timeout=2).status_code == 200: return
             except httpx.HTTPError: time.sleep(0.3)
         self.stop(); raise AssertionError('server did not start in 180 s')
 
