@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install serve test sync-check nbtest pytest lab bench docs clean
+.PHONY: install serve test sync-check nbtest pytest lab bench docs browser clean
 
 install: $(STAMP)
 
@@ -24,7 +24,7 @@ serve: install
 	$(BIN)/recnb models promote --if-none
 	$(BIN)/recnb serve
 
-test: install sync-check nbtest pytest
+test: install browser sync-check nbtest pytest
 
 # The notebooks are the source of truth: exporting and cleaning them must change nothing.
 sync-check: install
@@ -43,9 +43,22 @@ nbtest: install
 pytest: install
 	$(BIN)/python -m pytest tests -q
 
+# JupyterLab on nbs/, with the project's .venv as the kernel "recnb (.venv)".
 lab: install
 	$(BIN)/python -m ipykernel install --user --name recnb --display-name "recnb (.venv)" >/dev/null
 	$(BIN)/jupyter lab nbs
+
+# The docs. Quarto builds the site (`.venv/bin/nbdev-docs`, on a machine that has Quarto); this renders
+# an offline preview of the same processed notebooks into _preview/ (open _preview/index.html).
+docs: install
+	$(BIN)/python tools/docs_preview.py
+
+# Debian's Chromium and its driver, for the docs' browser test in tests/test_docs.py.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  echo "installing Debian's chromium and chromium-driver"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; fi
 
 bench: install
 	$(BIN)/python bench/quality.py
