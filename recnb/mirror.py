@@ -128,7 +128,7 @@ class MlflowMirror:
 
 # %% ../nbs/08_mirror.ipynb #61bbdc80
 def sync_quietly(settings:Settings, registry:Registry, name:str)->dict:
-    "`MlflowMirror.sync` that records failures in the registry instead of raising (unless mirroring is off)."
+    "MlflowMirror.sync that records failures in the registry instead of raising (unless mirroring is off)."
     if not settings.mlflow_mirror: return dict(mirrored=0, pending=0, error='mirroring is switched off')
     try: return MlflowMirror.from_settings(settings).sync(registry, name)
     except Exception as e: return dict(mirrored=0, pending=None, error=f"{type(e).__name__}: {e}")

@@ -1,0 +1,127 @@
+"Retraining end to end: ingest, `recnb retrain` under papermill, versioned report notebooks, conditional promotion, the service swapping models, failures, the lock, the scheduler."
+import hashlib, json, shutil, time
+import httpx, pandas as pd, pytest, scrapbook as sb
+from conftest import API_KEY, Server, env_for, recnb
+from recnb.data import bundled_data_dir
+
+N_NEW = 5000  # the newest interactions of the bundled data, held back and ingested later
+
+@pytest.fixture(scope='module')
+def world(home, tmp_path_factory):
+    root = tmp_path_factory.mktemp('retrain')
+    data = root/'data'; data.mkdir()
+    src = bundled_data_dir()
+    for f in ('movies.csv', 'tags.csv', 'README.txt'): shutil.copy(src/f, data/f)
+    ratings = pd.read_csv(src/'ratings.csv')
+    new = ratings.iloc[ratings.timestamp.argsort(kind='stable').to_numpy()[-N_NEW:]]
+    ratings.drop(new.index).to_csv(data/'ratings.csv', index=False)
+    new.to_csv(root/'new.csv', index=False)
+    h = root/'home'
+    shutil.copytree(home/'cache', h/'cache')  # the bundled items' embeddings: training embeds nothing again
+    env = env_for(h, RECNB_DATA_DIR=data, RECNB_API_KEY=API_KEY, RECNB_REGISTRY_POLL_SECONDS=0.2, RECNB_MLFLOW_MIRROR='false')
+    recnb('train', '--quiet', env=env)
+    recnb('models', 'promote', '--if-none', env=env)
+    srv = Server(env, root/'server.log')
+    yield dict(root=root, data=data, home=h, env=env, server=srv)
+    srv.stop()
+
+def retrain(w, *args, check=True, **env):
+    r = recnb('retrain', '--json', *args, env={**w['env'], **{k: str(v) for k,v in env.items()}}, check=check)
+    return r, (json.loads(r.stdout) if r.stdout.strip().startswith('{') else None)
+
+def registry(w): return json.loads((w['home']/'registry'/'registry.json').read_text())['models']['movielens']
+
+def served(w): return httpx.get(w['server'].url + '/health', timeout=10).json()['model']['version']
+
+def wait_served(w, version, seconds=60):
+    t = time.time()
+    while time.time() - t < seconds:
+        if served(w) == version: return True
+        time.sleep(0.3)
+    return False
+
+def snapshot(h):
+    "Every file under the home except the running service's own logs and metrics, with a hash of its content."
+    return {str(p.relative_to(h)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(h.rglob('*'))
+            if p.is_file() and p.relative_to(h).parts[0] not in ('logs', 'monitoring')}
+
+def test_ingest_rejects_a_bad_file_whole(world):
+    bad = world['root']/'bad.csv'
+    bad.write_text('userId,movieId,rating,timestamp\n1,1,4.0,1700000000\n2,-7,4.0,1700000001\n3,1,9,1700000002\n')
+    r = recnb('ingest', str(bad), env=world['env'], check=False)
+    assert r.returncode == 2
+    assert "row 2, field 'item_id'" in r.stderr and "row 3, field 'rating'" in r.stderr and 'nothing was written' in r.stderr
+    assert not (world['home']/'data'/'interactions.csv').exists()
+
+def test_ingest_then_dry_run_changes_nothing(world):
+    r = recnb('ingest', str(world['root']/'new.csv'), env=world['env'])
+    assert f"ingested {N_NEW} interactions" in r.stdout
+    before = snapshot(world['home'])
+    r, _ = retrain(world, '--dry-run', check=True)
+    d = json.loads(r.stdout)['decision']
+    assert d['retrain'] and any(x.startswith(f"new data: {N_NEW} new interactions") for x in d['reasons']), d
+    assert snapshot(world['home']) == before
+
+def test_retrain_promotes_a_better_candidate_and_the_service_serves_it(world):
+    r, job = retrain(world, RECNB_RETRAIN_MARGIN=-1)  # any candidate "beats" production by more than -1
+    assert job['state'] == 'succeeded', job
+    assert any('new data' in x for x in job['decision']['reasons'])
+    assert (job['version'], job['promoted']) == ('1.0.1', True)
+    assert job['embedding']['embedded'] == 0 and job['embedding']['cached'] == job['embedding']['total']
+    rep = world['home']/'reports'/'retrain'/'movielens'/'1.0.1'
+    assert job['report'].startswith(str(rep)) and job['report'].endswith('.ipynb')
+    assert (rep/job['report'].split('/')[-1]).exists() and (rep/job['report_html'].split('/')[-1]).exists()
+    scraps = sb.read_notebook(job['report']).scraps
+    assert scraps['version'].data == '1.0.1' and scraps['promotion'].data['promote'] is True
+    c = scraps['comparison'].data
+    assert c['production_version'] == '1.0.0' and c['test']['n'] > 0 and 'ndcg@10' in c['candidate']
+    v = registry(world)['versions']['1.0.1']
+    assert v['report'] == job['report'] and v['stage'] == 'production' and 'holdout_ndcg@10' in v['metrics']
+    assert wait_served(world, '1.0.1')
+
+def test_retrain_keeps_production_when_the_candidate_is_not_better(world):
+    r, job = retrain(world, '--force', '--reason', 'weekly refresh', RECNB_RETRAIN_MARGIN=1)  # nothing beats it by a whole NDCG point
+    assert job['state'] == 'succeeded' and job['promoted'] is False and '<= margin 1' in job['promotion_reason']
+    assert not job['decision']['retrain']  # forced: the policy alone would not have retrained
+    v = registry(world)['versions'][job['version']]
+    assert v['stage'] == 'validation' and v['tags']['not_promoted'] == job['promotion_reason']
+    assert registry(world)['production'] == '1.0.1' and served(world) == '1.0.1'
+
+def test_a_failing_notebook_fails_the_job_and_leaves_production(world):
+    r, job = retrain(world, '--force', '-p', 'fail_stage', 'evaluate', check=False)
+    assert r.returncode == 1 and job['state'] == 'failed'
+    assert 'failure injected' in job['error']
+    nb = json.loads(open(job['report']).read())  # the executed notebook is kept, with the error in it
+    assert any(o.get('ename') == 'RuntimeError' for c in nb['cells'] for o in c.get('outputs', []))
+    assert registry(world)['production'] == '1.0.1' and served(world) == '1.0.1'
+    shown = json.loads(recnb('jobs', 'show', job['id'], env=world['env']).stdout)
+    assert shown['state'] == 'failed' and shown['error'] == job['error']
+
+def test_changed_items_are_embedded_alone_and_a_second_job_is_refused(world):
+    movies = pd.read_csv(world['data']/'movies.csv')
+    changed = movies.index[::100]  # 1% of the catalogue
+    movies.loc[changed, 'genres'] = movies.loc[changed, 'genres'] + '|Documentary'
+    movies.to_csv(world['data']/'movies.csv', index=False)
+    url = world['server'].url
+    r = httpx.post(url + '/retrain/check', json={'run': True, 'force': True, 'reason': 'catalogue update'}, headers={'X-API-Key': API_KEY}, timeout=30)
+    assert r.status_code == 202, r.text
+    jid = r.json()['job']['id']
+    t = time.time()
+    while httpx.get(f"{url}/jobs/{jid}", timeout=10).json()['state'] == 'pending' and time.time() - t < 60: time.sleep(0.2)
+    second, _ = retrain(world, '--force', check=False)
+    assert second.returncode == 1 and 'another retraining job is running' in second.stderr
+    assert httpx.post(url + '/retrain/check', json={'run': True, 'force': True}, headers={'X-API-Key': API_KEY}, timeout=30).status_code == 409
+    while (job := httpx.get(f"{url}/jobs/{jid}", timeout=10).json())['state'] in ('pending', 'running') and time.time() - t < 600: time.sleep(1)
+    assert job['state'] == 'succeeded', job
+    assert job['embedding']['embedded'] == len(changed) and job['embedding']['cached'] == len(movies) - len(changed)
+
+def test_scheduler_runs_its_jobs_once_on_demand(world):
+    r = recnb('schedule', '--once', env=world['env'])
+    assert 'retrain job' in r.stdout and 'skipped' in r.stdout  # nothing new since the last job
+    reports = sorted((world['home']/'reports'/'evaluate'/'movielens').glob('*/*.ipynb'))
+    assert len(reports) == 1 and reports[0].with_suffix('.html').exists(), r.stdout
+    scraps = sb.read_notebook(str(reports[0])).scraps
+    assert scraps['version'].data == registry(world)['production'] and 'ndcg@10' in scraps['metrics'].data
+    assert {c['column'] for c in scraps['drift'].data['columns']} == {'rating', 'item_popularity', 'user_activity'}
+    jobs = recnb('jobs', 'list', env=world['env']).stdout.splitlines()
+    assert jobs[0].split()[1] == 'skipped' and len(jobs) == 5
