@@ -67,4 +67,4 @@ bench: install
 	$(BIN)/python bench/drift.py
 
 clean:
-	rm -rf .recnb _proc _docs .pytest_cache
+	rm -rf .recnb _proc _docs _preview .pytest_cache
