@@ -14,6 +14,12 @@ __all__ = ['top_k', 'hit_matrix', 'precision_at_k', 'recall_at_k', 'ndcg_at_k', 
            'classification_metrics', 'catalog_coverage', 'intra_list_diversity', 'novelty']
 
 # %% ../nbs/02_metrics.ipynb #ed320ac1
+def _block_max(s, blocks):
+    "Maximum of each of about `blocks` column blocks of every row of `s`."
+    b = -(-s.shape[1] // blocks); full = s.shape[1] // b * b
+    m = s[:, :full].reshape(len(s), -1, b).max(2)
+    return np.hstack([m, s[:, full:].max(1, keepdims=True)]) if full < s.shape[1] else m
+
 def top_k(scores:np.ndarray, # (n_users, n_items) scores; -inf marks excluded items
           k:int=10 # List length
          )->np.ndarray:
@@ -22,7 +28,13 @@ def top_k(scores:np.ndarray, # (n_users, n_items) scores; -inf marks excluded it
     scores = np.asarray(scores)
     if scores.ndim != 2: raise ValueError(f"scores must be a 2-d (users, items) array, got shape {scores.shape}")
     if np.isnan(scores).any(): raise ValueError(f"scores contain NaN (first at user row {int(np.argwhere(np.isnan(scores))[0][0])})")
-    return np.argsort(-scores, axis=1, kind='stable')[:, :k]
+    if k*16 > scores.shape[1]: return np.argsort(-scores, axis=1, kind='stable')[:, :k]
+    m = _block_max(scores, 16*k)
+    t = np.partition(m, m.shape[1]-k, axis=1)[:, -k:].min(1)  # k blocks reach t: every row has >= k candidates
+    r, c = np.nonzero(scores >= t[:, None])
+    o = np.lexsort((c, -scores[r, c], r))
+    start = np.searchsorted(r[o], np.arange(len(scores)))
+    return c[o][start[:, None] + np.arange(k)]
 
 # %% ../nbs/02_metrics.ipynb #f35223f2
 def hit_matrix(top:np.ndarray, # (n_users, k) recommended item indices, best first
