@@ -6,8 +6,8 @@ Docs: https://recnb.github.io/recnb/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #6443beca
 from __future__ import annotations
-import hashlib, json, re
-from functools import lru_cache
+import hashlib, json, re, warnings
+from functools import lru_cache, partial
 from importlib.resources import files
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -38,29 +38,170 @@ class DataValidationError(ValueError):
 
 # %% ../nbs/01_data.ipynb #9621f6ee
 _kinds = {'interactions', 'items'}
-_types = {'integer': 'integer', 'number': 'number'}
 
-def _coerce(s:pd.Series, typ):
-    "Convert text column `s` to numbers where possible, keeping unconvertible values as they were."
-    if isinstance(typ, list): typ = next((t for t in typ if t!='null'), 'string')
-    if typ not in _types: return s.astype(object).where(s.notna(), None)
-    num = pd.to_numeric(s, errors='coerce')
-    out = s.astype(object).where(s.notna(), None)
+def _types(typ)->list:
+    "The schema's `type` as a list."
+    return typ if isinstance(typ, list) else [typ]
+
+def _main_type(typ)->str|None:
+    "The type a column is converted to: the first type of `typ` that is not null."
+    return next((t for t in _types(typ) if t!='null'), 'string')
+
+def _text_numbers(s:pd.Series)->pd.Series:
+    "`pd.to_numeric(s, errors='coerce')` for a column of text, converting each distinct value once (ids repeat)."
+    codes, uniq = pd.factorize(s)
+    num = pd.to_numeric(pd.Series(uniq, dtype=object), errors='coerce')
+    if num.dtype.kind not in 'if': return pd.to_numeric(s, errors='coerce')
+    vals = np.append(num.to_numpy(float), np.nan) if (codes<0).any() else num.to_numpy()
+    return pd.Series(vals[codes], index=s.index)
+
+def _numbers(s:pd.Series, typ)->pd.Series|None:
+    "`s` as numbers (NaN where a value is not one) if `typ` is a number type, else None."
+    if _main_type(typ) not in ('integer', 'number'): return None
+    if s.dtype.kind in 'iuf': return s
+    return _text_numbers(s) if pd.api.types.infer_dtype(s, skipna=True)=='string' else pd.to_numeric(s, errors='coerce')
+
+def _whole(num:pd.Series)->pd.Series:
+    "Which values of `num` are finite whole numbers."
     ok = num.notna()
-    if typ=='integer':
-        whole = ok & (num==np.floor(num.where(ok, 0)))
+    return ok if num.dtype.kind in 'iu' else ok & (num.where(ok, 0) % 1 == 0)
+
+# %% ../nbs/01_data.ipynb #c6037c7d
+def _objects(s:pd.Series, # A column as read
+             num:pd.Series|None, # `_numbers(s, typ)`
+             typ # The column's `type` in the schema
+            )->pd.Series:
+    "The Python values the schema checks: whole numbers as int, other numbers as float, None if missing, the rest as written."
+    out = s.astype(object).where(s.notna(), None)
+    if num is None: return out
+    ok, whole = num.notna(), _whole(num)
+    if _main_type(typ)=='integer':
         out[whole] = num[whole].astype('int64').astype(object)
         out[ok & ~whole] = num[ok & ~whole].astype(object)
     else: out[ok] = num[ok].astype(float).astype(object)
     return out
 
+# %% ../nbs/01_data.ipynb #79156c70
 @lru_cache
 def _validator(kind): return fastjsonschema.compile({**data_schema()['$defs'][kind], '$defs': data_schema()['$defs']})
 
-def validate_frame(df:pd.DataFrame, # Frame read as text (or typed) from `path`
+def _row_error(kind, rec:dict, cols:list)->tuple|None:
+    "(field, message) for the first rule the record `rec` breaks, or None if it has none."
+    try: _validator(kind)(rec)
+    except fastjsonschema.JsonSchemaValueException as e:
+        field = next((c for c in cols if f"data.{c}" in e.message), e.path[-1] if len(e.path)>1 else '?')
+        return field, e.message.replace(f'data.{field} ', '', 1)
+
+def _records(objs:dict, required:list):
+    "One dict per row of the columns `objs`, without the required values that are missing."
+    for vals in zip(*objs.values()): yield {k:v for k,v in zip(objs, vals) if v is not None or k not in required}
+
+# %% ../nbs/01_data.ipynb #cadac2dd
+def _check_rows(df:pd.DataFrame, # The schema's columns of a frame
+                kind:str, # 'interactions' or 'items'
+                max_errors:int # Errors kept
+               )->tuple:
+    "Per-row path: (typed frame, [(position, field, message)] for the first `max_errors` bad rows, number of bad rows)."
+    sch = data_schema()['$defs'][kind]
+    objs = {c: _objects(df[c], _numbers(df[c], sch['properties'][c]['type']), sch['properties'][c]['type']) for c in df}
+    errs, total, cols = [], 0, list(objs)
+    for i,rec in enumerate(_records(objs, sch['required'])):
+        if (e := _row_error(kind, rec, cols)) is None: continue
+        total += 1
+        if len(errs)<max_errors: errs.append((i, *e))
+    return pd.DataFrame({c: pd.Series(list(v), index=df.index) for c,v in objs.items()}).infer_objects(), errs, total
+
+# %% ../nbs/01_data.ipynb #ab9b5194
+_object_keys = {'type', 'required', 'properties', 'title', 'description', '$comment'}
+_column_keys = {'type', 'minimum', 'maximum', 'minLength', 'title', 'description', '$comment', 'examples'}
+
+def _one_type(prop:dict)->bool:
+    "Is the property's type integer, number or string, with or without null?"
+    ts = set(_types(prop.get('type')))
+    return len(ts-{'null'})==1 and ts <= {'integer', 'number', 'string', 'null'}
+
+def _vectorisable(sch:dict)->bool:
+    "Can the column checks express every rule of the object schema `sch`?"
+    props = sch.get('properties', {})
+    return (set(sch) <= _object_keys and sch.get('type')=='object' and set(sch.get('required', [])) <= set(props)
+            and all(set(p) <= _column_keys and _one_type(p) for p in props.values()))
+
+# %% ../nbs/01_data.ipynb #93071446
+def _plain(s:pd.Series)->bool:
+    "Can the column checks take `s` as it is: numbers, or text with missing values?"
+    k = s.dtype.kind
+    if k in 'if' or (k=='u' and s.dtype.itemsize<8): return True
+    return k=='O' and pd.api.types.infer_dtype(s, skipna=True) in ('string', 'empty')
+
+# %% ../nbs/01_data.ipynb #606a3d3e
+def _text_ok(s:pd.Series, prop:dict)->np.ndarray:
+    "Which values of `s` are text of at least `minLength` characters (`_plain` object columns hold only text)."
+    ok = s.notna().to_numpy() & (s.dtype.kind=='O')
+    if 'minLength' in prop and ok.any(): ok &= (s.str.len() >= prop['minLength']).to_numpy(bool, na_value=False)
+    return ok
+
+def _number_ok(num:pd.Series, prop:dict)->np.ndarray:
+    "Which values of `num` are numbers (whole ones for an integer column) within `minimum` and `maximum`."
+    integer = _main_type(prop['type'])=='integer'
+    ok = np.array(_whole(num) if integer else num.notna(), bool)
+    v = num.where(ok, 0).astype('int64' if integer else float).to_numpy()
+    if 'minimum' in prop: ok &= ~(v < prop['minimum'])
+    if 'maximum' in prop: ok &= ~(v > prop['maximum'])
+    return ok
+
+# %% ../nbs/01_data.ipynb #ac3515b1
+def _bad_rows(s:pd.Series, # A column as read
+              num:pd.Series|None, # `_numbers(s, typ)`
+              prop:dict, # The column's schema
+              required:bool # Is the column required?
+             )->np.ndarray:
+    "Mask of the rows of `s` that the schema rejects, computed on whole arrays."
+    null = s.isna().to_numpy()
+    ok = _text_ok(s, prop) if num is None else _number_ok(num, prop)
+    return (~null & ~ok) | (null & (required or 'null' not in _types(prop['type'])))
+
+# %% ../nbs/01_data.ipynb #df615a6f
+def _worded(df:pd.DataFrame, kind:str, nums:dict, rows:np.ndarray)->list:
+    "[(position, field, message)] from the compiled validator for `rows` of `df`; field None where it finds no fault."
+    sch = data_schema()['$defs'][kind]
+    objs = {c: _objects(df[c].iloc[rows], None if n is None else n.iloc[rows], sch['properties'][c]['type']) for c,n in nums.items()}
+    return [(int(i), *(_row_error(kind, rec, list(df)) or (None, None))) for i,rec in zip(rows, _records(objs, sch['required']))]
+
+def _typed(s:pd.Series, num:pd.Series|None, typ, clean:bool)->pd.Series:
+    "Column `s` as returned: from the array `num` if it is `clean` (no missing or bad value), else from Python values like the per-row path."
+    if clean and num is not None and len(s): return num.astype('int64' if _main_type(typ)=='integer' else float)
+    return pd.Series(list(_objects(s, num, typ)), index=s.index)
+
+# %% ../nbs/01_data.ipynb #b1be8417
+def _check_columns(df:pd.DataFrame, # The schema's columns of a frame, each `_plain`
+                   kind:str, # 'interactions' or 'items'
+                   max_errors:int # Errors kept
+                  )->tuple:
+    "Column path: what `_check_rows` returns, with bad rows found a column at a time and only the kept ones shown to the validator."
+    props, req = data_schema()['$defs'][kind]['properties'], data_schema()['$defs'][kind]['required']
+    nums = {c: _numbers(df[c], props[c]['type']) for c in df}
+    bads = {c: _bad_rows(df[c], nums[c], props[c], c in req) for c in df}
+    rows = np.flatnonzero(np.logical_or.reduce([np.zeros(len(df), bool), *bads.values()]))
+    errs = _worded(df, kind, nums, rows[:max(max_errors, 0)])
+    if any(f is None for _,f,_ in errs): return _check_rows(df, kind, max_errors) # they disagree: believe the validator
+    if errs: return None, errs, len(rows)
+    out = {c: _typed(df[c], n, props[c]['type'], not (bads[c].any() or df[c].isna().any())) for c,n in nums.items()}
+    return pd.DataFrame(out, copy=False).infer_objects(), errs, len(rows)
+
+# %% ../nbs/01_data.ipynb #eb0e42ff
+def _shown(df:pd.DataFrame, errs:list, written=None)->list:
+    "`errs` as (row, field, message), rows counted from 1 and each message ending with the value as written."
+    vals = {(i,f): df[f].iloc[i] for i,f,_ in errs if f in df.columns}
+    typed = [(i,f) for i,f in vals if df[f].dtype.kind!='O'] # numbers parsed from text: ask for the text
+    if written and typed: vals.update(zip(typed, written(typed)))
+    return [(i+1, f, f"{m} (got {vals.get((i,f))!r})") for i,f,m in errs]
+
+# %% ../nbs/01_data.ipynb #94d0fc33
+def validate_frame(df:pd.DataFrame, # Frame read (as text or typed) from `path`
                    kind:str, # 'interactions' or 'items'
                    path='<frame>', # File name used in messages
-                   max_errors:int=100 # Stop collecting after this many bad rows
+                   max_errors:int=100, # Stop collecting after this many bad rows
+                   written=None # Function giving the (position, field) cells' values as written, for messages; None takes them from `df`
                   )->pd.DataFrame:
     "Check `df` against the schema for `kind`; return it with typed columns or raise `DataValidationError`."
     if kind not in _kinds: raise ValueError(f"kind must be one of {sorted(_kinds)}, not {kind!r}")
@@ -68,36 +209,51 @@ def validate_frame(df:pd.DataFrame, # Frame read as text (or typed) from `path`
     missing = [c for c in sch['required'] if c not in df.columns]
     if missing: raise DataValidationError(path, [(0, missing[0], f"missing required column (header has {list(df.columns)})")], len(missing))
     cols = [c for c in sch['properties'] if c in df.columns]
-    conv = {c: _coerce(df[c], sch['properties'][c]['type']) for c in cols}
-    check,errors,bad = _validator(kind),[],0
-    for i,rec in enumerate(zip(*conv.values())):
-        r = {k:v for k,v in zip(cols, rec) if v is not None or k not in sch['required']}
-        try: check(r)
-        except fastjsonschema.JsonSchemaValueException as e:
-            bad += 1
-            if len(errors)<max_errors:
-                field = next((c for c in cols if f"data.{c}" in e.message), e.path[-1] if len(e.path)>1 else '?')
-                val = df[field].iloc[i] if field in df.columns else None
-                errors.append((i+1, field, f"{e.message.replace(f'data.{field} ', '', 1)} (got {val!r})"))
-    if errors: raise DataValidationError(path, errors, bad)
-    return pd.DataFrame({c: pd.Series(list(v), index=df.index) for c,v in conv.items()}).infer_objects()
+    check = _check_columns if _vectorisable(sch) and all(_plain(df[c]) for c in cols) else _check_rows
+    out, errs, total = check(df[cols], kind, max_errors)
+    if errs: raise DataValidationError(path, _shown(df, errs, written), total)
+    return out
+
+# %% ../nbs/01_data.ipynb #7fd42b71
+_aliases = {'userId': 'user_id', 'movieId': 'item_id', 'itemId': 'item_id'}
+_na = dict(keep_default_na=False, na_values=[''])
+
+def _read_csv(path, kind:str)->pd.DataFrame:
+    "Read a CSV file with number columns typed by pandas' parser and text columns as text (all as text for the per-row path)."
+    sch = data_schema()['$defs'].get(kind, {})
+    if not _vectorisable(sch): return pd.read_csv(path, dtype=str, **_na)
+    def typ(c): return _main_type(sch['properties'].get(_aliases.get(c, c), {}).get('type'))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', pd.errors.DtypeWarning)
+        df = pd.read_csv(path, dtype={c: str for c in [*sch['properties'], *_aliases] if typ(c)=='string'}, **_na)
+    odd = [c for c in df if typ(c) in ('integer', 'number') and df[c].dtype.kind not in 'if']
+    if odd: df[odd] = pd.read_csv(path, dtype=str, usecols=odd, **_na)
+    return df
+
+# %% ../nbs/01_data.ipynb #bbf71e9d
+def _csv_cells(path, # A CSV file
+               cells:list # (position, field) pairs; positions count data rows from 0
+              )->list:
+    "The values of `cells` as written in `path`, read again as text up to the last row needed."
+    rows, fields = np.unique([i for i,_ in cells]), {f for _,f in cells}
+    with pd.read_csv(path, dtype=str, usecols=lambda c: _aliases.get(c, c) in fields, nrows=int(rows[-1])+1, chunksize=1<<20, **_na) as chunks:
+        t = pd.concat([ch[ch.index.isin(rows)] for ch in chunks]).rename(columns=_aliases)
+    return [t.at[i, f] for i,f in cells]
 
 # %% ../nbs/01_data.ipynb #3de0f59e
-_aliases = {'userId': 'user_id', 'movieId': 'item_id', 'itemId': 'item_id'}
-
 def read_table(path, # A .csv or .parquet file
                kind:str # 'interactions' or 'items'
               )->pd.DataFrame:
     "Read and validate an interactions or items file."
-    path = Path(path)
+    path, written = Path(path), None
     try:
         if path.suffix.lower() in ('.parquet', '.pq'): df = pd.read_parquet(path)
-        elif path.suffix.lower()=='.csv': df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[''])
+        elif path.suffix.lower()=='.csv': df, written = _read_csv(path, kind), partial(_csv_cells, path)
         else: raise DataValidationError(path, [(0, '-', f"unsupported file type {path.suffix!r} (use .csv or .parquet)")])
     except (OSError, ValueError, pd.errors.ParserError) as e:
         if isinstance(e, DataValidationError): raise
         raise DataValidationError(path, [(0, '-', f"cannot read: {e}")]) from e
-    return validate_frame(df.rename(columns=_aliases), kind, path)
+    return validate_frame(df.rename(columns=_aliases), kind, path, written=written)
 
 # %% ../nbs/01_data.ipynb #de0909cd
 _year_re = re.compile(r'\((\d{4})\)\s*$')
