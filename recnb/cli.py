@@ -104,7 +104,9 @@ def cmd_train(a):
     e,c = m.card['embedding'],m.card['chosen']
     print(f"trained {m.name} {m.version} in {m.card['train_seconds']} s on {m.card['data']['n_interactions']} interactions")
     print(f"embedded {e['embedded']} of {e['total']} items ({e['cached']} from the cache)")
-    print(f"validation NDCG@{m.params.k} {c['valid_ndcg']:.4f} with lambda={c['lam']:g}, text weight={c['text_weight']:g}")
+    rank = f", rank={c['rank']}" if 'rank' in c else ''
+    print(f"validation NDCG@{m.params.k} {c['valid_ndcg']:.4f} with the {m.card['solver']['name']} EASE solver, lambda={c['lam']:g}{rank}, text weight={c['text_weight']:g}")
+    print("seconds per step: " + ', '.join(f"{k} {v:g}" for k, v in m.card['timings'].items()))
     print(f"saved to {path}; vectors in collection {m.collection}; registered as {m.name} {m.version} (validation)")
 
 def cmd_serve(a):

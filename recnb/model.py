@@ -16,31 +16,23 @@ from tqdm.auto import tqdm
 from .config import Settings, check_name, get_settings
 from .data import fingerprint, stratified_split
 from .embeddings import EmbeddingCache, MODEL_ID, embed, encode, item_texts
+from .ease import GB, Gram, choose_solver, ease, gram_eig, lowrank_ease
 from .metrics import hit_matrix, ndcg_at_k, top_k
 from .vectorstore import Filters, VectorSpec
 
 # %% auto #0
-__all__ = ['ease', 'Params', 'Rec', 'Recommendations', 'HybridRecommender', 'UnknownItems']
-
-# %% ../nbs/05_model.ipynb #6739690c
-def ease(X:sp.spmatrix, # (n_users, n_items) binary interactions
-         lam:float # L2 regularisation λ
-        )->np.ndarray:
-    "EASE item-item weights `B` (zero diagonal), float32."
-    G = (X.T @ X).toarray().astype(np.float64)
-    G[np.diag_indices_from(G)] += lam
-    P = np.linalg.inv(G)
-    B = P / (-np.diag(P))
-    B[np.diag_indices_from(B)] = 0
-    return B.astype(np.float32)
+__all__ = ['Params', 'Rec', 'Recommendations', 'HybridRecommender', 'UnknownItems']
 
 # %% ../nbs/05_model.ipynb #4a44692a
 @dataclass
 class Params:
     "Hyperparameters of `HybridRecommender`; tuples are grids searched on the validation split."
-    lambdas:tuple = (100., 250., 500., 1000.)  # EASE λ grid
+    lambdas:tuple = (100., 250., 500., 1000., 2500., 5000.)  # EASE λ grid
     text_weights:tuple = (0., 0.02, 0.05, 0.1, 0.2, 0.5)  # Text weight grid (in σ units)
-    rank:int = 128  # SVD rank of the served collaborative factors
+    rank:int = 128  # SVD rank of the dense solver's served collaborative factors
+    ranks:tuple = (128, 256)  # Ranks the low-rank solver tries (from one eigendecomposition at the largest)
+    solver:str = 'auto'  # 'auto', 'dense' or 'lowrank' (see `recnb.ease.choose_solver`)
+    dense_max_items:int = 10_000  # `auto` solves densely up to this many collaborative items
     text_dims:int = 64  # Dimensions of the text part of the hybrid vector (a projection of the 384-d embedding)
     min_item_count:int = 3  # Items with fewer training interactions get no collaborative vector
     valid_ratio:float = 0.2  # Share of each user's training rows held out for validation
@@ -64,9 +56,30 @@ class HybridRecommender:
     def __init__(self, params:Params|None=None, name:str='movielens', version:str='1.0.0'):
         self.params,self.name,self.version = params or Params(),check_name(name),version
         self.card,self.store,self.collection = {},None,None
+        self._items,self._items_path,self._seen = None,None,None
 
     @property
     def n_items(self): return len(self.item_ids)
+
+    @property
+    def items(self)->pd.DataFrame:
+        "The catalogue (`item_id`, `title`, `genres`, `year`), read from the model's directory when first needed."
+        if self._items is None and self._items_path is not None: self._items = pd.read_parquet(self._items_path)
+        return self._items
+
+    @items.setter
+    def items(self, df): self._items = df
+
+    @property
+    def seen(self)->sp.csr_matrix:
+        "Each known user's items: a binary (users × items) CSR matrix."
+        if self._seen is None:
+            ind, ptr = self._seen_arrays
+            self._seen = sp.csr_matrix((np.ones(len(ind), np.float32), ind, ptr), shape=(len(self.user_ids), self.n_items))
+        return self._seen
+
+    @seen.setter
+    def seen(self, X): self._seen = X; self._seen_arrays = (X.indices, X.indptr)
 
     def __repr__(self): return f"HybridRecommender({self.name} {self.version}, {len(getattr(self, 'item_ids', []))} items)"
 
@@ -99,73 +112,151 @@ def _text_basis(E, dims):
     if not dims or dims >= E.shape[1]: return np.eye(E.shape[1], dtype=np.float32)
     return np.linalg.svd(E.astype(np.float64), full_matrices=False)[2][:dims].T.astype(np.float32)
 
-def _validate(Xtr, Xva, E, P, p:Params, progress=True):
-    "NDCG@k on `Xva` for every (λ, text weight) of the grid, fitting on `Xtr`; text projected on `P`."
+def _std(Q, W, n):
+    "Standard deviation of the entries of `Q @ W.T` spread over `n` columns (`Q` itself when `W` is None; other columns 0)."
+    Q = np.asarray(Q, np.float64)
+    if W is None: s1, s2 = Q.sum(), (Q*Q).sum()
+    else: W = np.asarray(W, np.float64); s1, s2 = Q.sum(0) @ W.sum(0), ((Q.T @ Q)*(W.T @ W)).sum()
+    N = len(Q)*n
+    return float(np.sqrt(max(s2/N - (s1/N)**2, 0))) or 1.
+
+# %% ../nbs/05_model.ipynb #acf3ef59
+def _dense_candidates(Xtr, Xu, cf, p:Params, progress):
+    "Validation scores of the cf items for each λ, by dense EASE."
+    for lam in tqdm(p.lambdas, desc='validation', disable=not progress, leave=False):
+        yield dict(lam=float(lam)), np.asarray(Xu[:, cf] @ ease(Xtr[:, cf], lam)), None
+
+def _lowrank_candidates(G, eig, Xu, cf, p:Params, progress):
+    "Validation factors for each (rank, λ), by low-rank EASE from one eigendecomposition."
+    w, V = eig
+    grid = [(r, lam) for r in sorted(p.ranks) for lam in p.lambdas]
+    for r, lam in tqdm(grid, desc='validation', disable=not progress, leave=False):
+        win, wout = lowrank_ease(V[:, :r], w[:r], G.diag, lam)
+        yield dict(rank=int(r), lam=float(lam)), np.asarray(Xu[:, cf] @ win), wout
+
+# %% ../nbs/05_model.ipynb #eccbce38
+def _grid(cands, Xu, truth, cf, n, tq, tv, p:Params, weights=None, block_bytes=2**26):
+    "NDCG@k on the validation users of every candidate × text weight (`weights`, default `p.text_weights`); text scores are `tq @ tv.T`."
+    st, rows, weights = _std(tq, tv, n), [], p.text_weights if weights is None else weights
+    b = max(1, block_bytes//(4*n))
+    for info, Q, W in cands:
+        sc, nd = _std(Q, W, n), {w: [] for w in weights}
+        for a in range(0, len(Q), b):
+            C = np.zeros((min(b, len(Q)-a), n), np.float32)
+            C[:, cf] = (Q[a:a+b] if W is None else Q[a:a+b] @ W.T) / sc
+            T = (tq[a:a+b] @ tv.T) / st
+            seen, S = Xu[a:a+b].nonzero(), np.empty_like(C)
+            for w in weights:
+                np.multiply(T, w, out=S); S += C
+                S[seen] = -np.inf
+                nd[w].append(ndcg_at_k(*hit_matrix(top_k(S, p.k), truth[a:a+b])))
+        rows += [dict(info, text_weight=float(w), ndcg=float(np.nanmean(np.concatenate(v))), sigma_cf=sc, sigma_text=st) for w,v in nd.items()]
+    return rows
+
+def _lowrank_grid(G, eig, Xu, truth, cf, n, tq, tv, p:Params, progress):
+    "The low-rank solver's grid in two stages: every (rank, λ) without text, then the text weights at the best of them."
+    rows = _grid(_lowrank_candidates(G, eig, Xu, cf, p, progress), Xu, truth, cf, n, tq, tv, p, weights=(0.,))
+    b = max(rows, key=lambda r: r['ndcg'])
+    at = Params(**{**asdict(p), 'ranks': (b['rank'],), 'lambdas': (b['lam'],)})
+    return rows + _grid(_lowrank_candidates(G, eig, Xu, cf, at, False), Xu, truth, cf, n, tq, tv, p, weights=[w for w in p.text_weights if w])
+
+def _validate(Xtr, Xva, E, P, p:Params, solver:str, progress=True):
+    "The validation grid's rows and, for the low-rank solver, its eigendecomposition with the cf items it covers."
     users = np.flatnonzero(np.diff(Xva.indptr) > 0)
     if len(users) > p.max_valid_users: users = np.sort(np.random.RandomState(p.seed).choice(users, p.max_valid_users, replace=False))
     Xu, truth = Xtr[users], Xva[users]
-    St = (_profiles(Xu, E) @ P) @ (E @ P).T
     cf = _cf_items(Xtr, p.min_item_count)
-    seen = Xu.nonzero()
-    rows = []
-    for lam in tqdm(p.lambdas, desc='validation', disable=not progress):
-        Scf = np.zeros_like(St)
-        Scf[:, cf] = Xu[:, cf] @ ease(Xtr[:, cf], lam)
-        sc, st = float(Scf.std()) or 1., float(St.std()) or 1.
-        for w in p.text_weights:
-            S = Scf/sc + w*St/st
-            S[seen] = -np.inf
-            hits, n_rel = hit_matrix(top_k(S, p.k), truth)
-            rows.append(dict(lam=float(lam), text_weight=float(w), ndcg=float(np.nanmean(ndcg_at_k(hits, n_rel))), sigma_cf=sc, sigma_text=st))
-    return rows
+    tq, tv = _profiles(Xu, E) @ P, E @ P
+    if solver == 'dense': return _grid(_dense_candidates(Xtr, Xu, cf, p, progress), Xu, truth, cf, Xtr.shape[1], tq, tv, p), None
+    G = Gram(Xtr[:, cf])
+    eig = gram_eig(G, max(p.ranks), seed=p.seed, progress=progress)
+    return _lowrank_grid(G, eig, Xu, truth, cf, Xtr.shape[1], tq, tv, p, progress), (eig[1], cf)
 
 # %% ../nbs/05_model.ipynb #883153e3
+def _lowrank_fit(G, cf, best, p:Params, start, progress):
+    "Low-rank EASE factors from the Gram `G` of the `cf` items, warm-started from the validation fit's eigenvectors."
+    V0, cf0 = start  # over the validation fit's own cf items, a subset of `cf`
+    S = np.zeros((len(cf), V0.shape[1])); S[np.searchsorted(cf, cf0)] = V0
+    w, V = gram_eig(G, best['rank'], n_iter=2, seed=p.seed, start=S, progress=progress)
+    return lowrank_ease(V, w, G.diag, best['lam'])
+
+def _fit_cf(X, cf, best, p:Params, solver, start, progress):
+    "Collaborative factors of the `cf` items on all interactions, with the chosen λ (and rank)."
+    if solver == 'dense': return _svd(ease(X[:, cf], best['lam']), p.rank, p.seed)
+    return _lowrank_fit(Gram(X[:, cf]), cf, best, p, start, progress)
+
 @patch
-def fit(self:HybridRecommender,
-        items:pd.DataFrame, # Catalogue (`item_id`, `title`, `genres`, `year`, `tags`)
-        interactions:pd.DataFrame, # `user_id`, `item_id`, ... (every row counts as a positive)
-        cache:EmbeddingCache|None=None, # Embedding cache
-        progress:bool=True # Show progress bars
-       )->HybridRecommender:
-    "Embed the items, choose λ and the text weight on a validation split, fit on all interactions."
-    t0,p = time.time(),self.params
-    unknown = ~interactions.item_id.isin(items.item_id)
-    if unknown.any(): raise ValueError(f"{int(unknown.sum())} interactions name items missing from the catalogue (e.g. item_id {int(interactions.item_id[unknown].iloc[0])})")
+def _set_items(self:HybridRecommender, items:pd.DataFrame, cache, progress)->tuple:
+    "Take the catalogue (sorted by id), embed it and choose the text projection; returns the sorted frame and embedding counts."
     items = items.sort_values('item_id').reset_index(drop=True)
     self.item_ids = items.item_id.to_numpy(np.int64)
-    self.user_ids = np.unique(interactions.user_id.to_numpy(np.int64))
     self.items = items[['item_id', 'title', 'genres', 'year']].copy()
+    self._titles = self.items.title.to_numpy(object)
     self.text, stats = embed(item_texts(items), cache, progress=progress)
-    self.text_proj = _text_basis(self.text, p.text_dims)
-    tr, va = stratified_split(interactions, 1-p.valid_ratio, p.seed)
-    grid = _validate(_interaction_matrix(tr, self.user_ids, self.item_ids), _interaction_matrix(va, self.user_ids, self.item_ids),
-                     self.text, self.text_proj, p, progress)
-    best = max(grid, key=lambda r: (r['ndcg'], -r['text_weight']))
-    X = _interaction_matrix(interactions, self.user_ids, self.item_ids)
-    cf = _cf_items(X, p.min_item_count)
-    win, wout = _svd(ease(X[:, cf], best['lam']), p.rank, p.seed)
+    self.text_proj = _text_basis(self.text, self.params.text_dims)
+    return items, stats
+
+@patch
+def _finish(self:HybridRecommender, cf, win, wout, best, counts, seen, card:dict):
+    "Place the cf items' factors, the blend weights, popularity, the users' items and the card (`solver`, `timings`, ...) on the model."
     self.item_in = np.zeros((self.n_items, win.shape[1]), np.float32); self.item_in[cf] = win
     self.item_out = np.zeros((self.n_items, wout.shape[1]), np.float32); self.item_out[cf] = wout
     self.w_cf, self.w_text = 1/best['sigma_cf'], best['text_weight']/best['sigma_text']
-    counts = np.asarray(X.sum(0)).ravel()
     self.popularity = (counts/max(counts.max(), 1)).astype(np.float32)
-    self.seen = X
+    self.seen = seen
+    chosen = {k: best[k] for k in ('rank', 'lam') if k in best}
     self.card = dict(name=self.name, version=self.version, created_at=datetime.now(timezone.utc).isoformat(timespec='seconds'),
-                     params={k: list(v) if isinstance(v, tuple) else v for k,v in asdict(p).items()},
-                     chosen=dict(lam=best['lam'], text_weight=best['text_weight'], valid_ndcg=best['ndcg'], w_cf=self.w_cf, w_text=self.w_text),
-                     validation=grid, embedding=dict(model=MODEL_ID, total=stats.total, cached=stats.cached, embedded=stats.embedded),
-                     data=dict(fingerprint=fingerprint(items, interactions), n_users=len(self.user_ids), n_items=self.n_items,
-                               n_interactions=len(interactions), cf_items=len(cf)),
-                     train_seconds=round(time.time()-t0, 2))
+                     params={k: list(v) if isinstance(v, tuple) else v for k,v in asdict(self.params).items()}, solver=card.pop('solver'),
+                     chosen=dict(chosen, text_weight=best['text_weight'], valid_ndcg=best['ndcg'], w_cf=self.w_cf, w_text=self.w_text), **card)
+    self.card['train_seconds'] = round(sum(self.card['timings'].values()), 2)
     self._prepare()
     return self
 
 @patch
 def _prepare(self:HybridRecommender):
-    "Lookup tables used at request time."
-    self._user_index = {int(u): i for i,u in enumerate(self.user_ids)}
-    self._titles = dict(zip(self.items.item_id.tolist(), self.items.title.tolist()))
+    "Start with an empty cache of users' query vectors."
     self._user_cache = {}
+
+# %% ../nbs/05_model.ipynb #625f7e34
+@patch
+def fit(self:HybridRecommender,
+        items:pd.DataFrame, # Catalogue (`item_id`, `title`, `genres`, `year`, `tags`)
+        interactions:pd.DataFrame, # `user_id`, `item_id`, ... (every row counts as a positive)
+        cache:EmbeddingCache|None=None, # Embedding cache
+        progress:bool=True, # Show progress bars
+        budget:float|None=None # Bytes training may use (see `recnb.ease.memory_budget`); None: no limit
+       )->HybridRecommender:
+    "Embed the items, choose λ (and rank) and the text weight on a validation split, fit on all interactions."
+    t0,p,times = time.time(),self.params,{}
+    def lap(step):
+        nonlocal t0
+        times[step] = round(time.time()-t0, 2); t0 = time.time()
+    unknown = ~interactions.item_id.isin(items.item_id)
+    if unknown.any(): raise ValueError(f"{int(unknown.sum())} interactions name items missing from the catalogue (e.g. item_id {int(interactions.item_id[unknown].iloc[0])})")
+    self.user_ids = np.unique(interactions.user_id.to_numpy(np.int64))
+    X = _interaction_matrix(interactions, self.user_ids, np.sort(items.item_id.to_numpy(np.int64)))
+    cf = _cf_items(X, p.min_item_count)
+    solver, need = choose_solver(len(self.user_ids), len(cf), X.nnz, max(p.ranks), budget, p.solver, p.dense_max_items)
+    lap('prepare')
+    items, stats = self._set_items(items, cache, progress)
+    lap('embed')
+    tr, va = stratified_split(interactions, 1-p.valid_ratio, p.seed)
+    Xtr, Xva = _interaction_matrix(tr, self.user_ids, self.item_ids), _interaction_matrix(va, self.user_ids, self.item_ids)
+    del tr, va
+    lap('split')
+    grid, start = _validate(Xtr, Xva, self.text, self.text_proj, p, solver, progress)
+    del Xtr, Xva
+    best = max(grid, key=lambda r: (r['ndcg'], -r['text_weight']))
+    lap('validate')
+    win, wout = _fit_cf(X, cf, best, p, solver, start, progress)
+    lap('fit')
+    data = dict(fingerprint=fingerprint(items, interactions), n_users=len(self.user_ids), n_items=self.n_items,
+                n_interactions=len(interactions), cf_items=len(cf))
+    lap('fingerprint')
+    solver = dict(name=solver, estimated_gb=round(need/GB, 2), budget_gb=None if budget is None else round(budget/GB, 2))
+    embedding = dict(model=MODEL_ID, total=stats.total, cached=stats.cached, embedded=stats.embedded)
+    return self._finish(cf, win, wout, best, np.asarray(X.sum(0)).ravel(), X,
+                        dict(solver=solver, validation=grid, embedding=embedding, data=data, timings=times))
 
 # %% ../nbs/05_model.ipynb #303586bc
 @patch
@@ -238,7 +329,16 @@ class UnknownItems(ValueError):
 
 @patch
 def _recs(self:HybridRecommender, hits, cold=False):
-    return Recommendations([Rec(h.id, self._titles.get(h.id, ''), h.score, cold) for h in hits], cold)
+    ids = np.fromiter((h.id for h in hits), np.int64, len(hits))
+    pos = np.searchsorted(self.item_ids, ids).clip(0, max(self.n_items-1, 0))
+    titles = [self._titles[j] if self.item_ids[j] == i else '' for i, j in zip(ids.tolist(), pos.tolist())]
+    return Recommendations([Rec(h.id, t, h.score, cold) for h, t in zip(hits, titles)], cold)
+
+@patch
+def user_row(self:HybridRecommender, user_id:int)->int|None:
+    "The row of a known user in `user_ids`, or None."
+    u = int(np.searchsorted(self.user_ids, user_id))
+    return u if u < len(self.user_ids) and self.user_ids[u] == user_id else None
 
 @patch
 def recommend(self:HybridRecommender,
@@ -257,7 +357,7 @@ def recommend(self:HybridRecommender,
         if not query.strip(): raise ValueError("query is empty")
         return self._recs(self.store.search(self.collection, 'text', encode([query])[0], k, filters))
     if user_id is not None:
-        u = self._user_index.get(int(user_id))
+        u = self.user_row(int(user_id))
         if u is None: return self._recs(self.store.popular(self.collection, k, filters), cold=True)
         q, seen = self._user_query(u)
         return self._recs(self.store.search(self.collection, 'hybrid', q, k, filters, seen if exclude_seen else None))
@@ -276,7 +376,8 @@ def _user_query(self:HybridRecommender, u:int, max_cached:int=65536):
     r = self._user_cache.get(u)
     if r is None:
         if len(self._user_cache) >= max_cached: self._user_cache.clear()
-        idx = self.seen.indices[self.seen.indptr[u]:self.seen.indptr[u+1]]
+        ind, ptr = self._seen_arrays
+        idx = np.asarray(ind[ptr[u]:ptr[u+1]])
         r = self._user_cache[u] = (self.query_vector(idx), frozenset(self.item_ids[idx].tolist()))
     return r
 
@@ -288,25 +389,37 @@ def save(self:HybridRecommender, path)->Path:
     "Write the model to directory `path` (created; must not hold a model already)."
     path = Path(path)
     if (path/'model.json').exists(): raise FileExistsError(f"a model is already saved at {path}")
-    path.mkdir(parents=True, exist_ok=True)
-    np.savez(path/'arrays.npz', **{a: getattr(self, a) for a in _arrays}, seen_indptr=self.seen.indptr, seen_indices=self.seen.indices)
+    (path/'arrays').mkdir(parents=True, exist_ok=True)
+    ind, ptr = self._seen_arrays
+    for a, v in [*((a, getattr(self, a)) for a in _arrays), ('seen_indices', ind), ('seen_indptr', ptr)]: np.save(path/'arrays'/f"{a}.npy", np.asarray(v))
     self.items.to_parquet(path/'items.parquet', index=False)
-    card = dict(self.card, format=1, w_cf=self.w_cf, w_text=self.w_text)
+    card = dict(self.card, format=2, w_cf=self.w_cf, w_text=self.w_text)
     tmp = path/'model.json.tmp'
     tmp.write_text(json.dumps(card, indent=1)); os.replace(tmp, path/'model.json')
     return path
 
+def _read_arrays(path:Path, mmap:bool)->dict:
+    "The model's arrays: `.npy` files mapped from disk (format 2) or the `arrays.npz` of format 1."
+    names = (*_arrays, 'seen_indices', 'seen_indptr')
+    if (path/'arrays.npz').exists() and not (path/'arrays').exists():
+        with np.load(path/'arrays.npz', allow_pickle=False) as z: return {a: z[a] for a in names}
+    return {a: np.load(path/'arrays'/f"{a}.npy", mmap_mode='r' if mmap else None, allow_pickle=False) for a in names}
+
 @patch(cls_method=True)
-def load(cls:HybridRecommender, path)->HybridRecommender:
+def load(cls:HybridRecommender, path, # A directory written by `save`
+         mmap:bool=True # Map the arrays from disk instead of reading them into memory
+        )->HybridRecommender:
     "Load a model saved with `save`."
     path = Path(path)
     try:
         card = json.loads((path/'model.json').read_text())
         m = cls(Params(**{k: tuple(v) if isinstance(v, list) else v for k,v in card['params'].items()}), card['name'], card['version'])
-        with np.load(path/'arrays.npz', allow_pickle=False) as z:
-            for a in _arrays: setattr(m, a, z[a])
-            m.seen = sp.csr_matrix((np.ones(len(z['seen_indices']), np.float32), z['seen_indices'], z['seen_indptr']), shape=(len(m.user_ids), len(m.item_ids)))
-        m.items = pd.read_parquet(path/'items.parquet')
+        z = _read_arrays(path, mmap)
+        for a in _arrays: setattr(m, a, z[a])
+        m._seen_arrays = (z['seen_indices'], z['seen_indptr'])
+        if len(m._seen_arrays[1]) != len(m.user_ids)+1: raise ValueError(f"seen_indptr has {len(m._seen_arrays[1])} entries for {len(m.user_ids)} users")
+        m._items_path = path/'items.parquet'
+        m._titles = pd.read_parquet(m._items_path, columns=['title']).title.to_numpy(object)
     except FileNotFoundError as e: raise FileNotFoundError(f"incomplete model at {path}: {Path(e.filename).name} is missing") from e
     except (ValueError, KeyError, OSError) as e: raise ValueError(f"cannot load the model at {path}: {e}") from e
     m.card,m.w_cf,m.w_text = card,card['w_cf'],card['w_text']

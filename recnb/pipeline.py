@@ -6,10 +6,12 @@ Docs: https://recnb.github.io/recnb/pipeline.html.md"""
 
 # %% ../nbs/06_pipeline.ipynb #0f27f528
 from __future__ import annotations
+import time
 from pathlib import Path
 import pandas as pd
 from .config import Settings, check_name, get_settings
 from .data import DataValidationError, load_interactions, load_items, load_movielens, bundled_data_dir
+from .ease import GB, OverBudget, base_bytes, memory_budget
 from .embeddings import EmbeddingCache, MODEL_ID
 from .model import HybridRecommender, Params
 from .vectorstore import open_store
@@ -17,21 +19,28 @@ from .registry import IllegalTransition, NotFound, Registry
 from .mirror import sync_quietly
 
 # %% auto #0
-__all__ = ['load_data', 'ingested_path', 'current_data', 'train', 'serving_model', 'promote', 'rollback', 'promote_if_none']
+__all__ = ['data_files', 'load_data', 'ingested_path', 'current_data', 'check_budget', 'train', 'serving_model', 'promote',
+           'rollback', 'promote_if_none']
 
 # %% ../nbs/06_pipeline.ipynb #af31da5a
 def _find(d:Path, stem):
     return next((d/f"{stem}{x}" for x in ('.parquet', '.csv') if (d/f"{stem}{x}").exists()), None)
 
+def data_files(data_dir=None # MovieLens or recnb-shaped directory; None for the bundled data
+              )->tuple[Path, Path|None, Path]:
+    "The items file, the optional MovieLens tags file and the interactions file of `data_dir`."
+    d = Path(data_dir or bundled_data_dir())
+    if not d.is_dir(): raise DataValidationError(d, [(0, '-', 'not a directory')])
+    if (d/'movies.csv').exists(): return d/'movies.csv', (d/'tags.csv' if (d/'tags.csv').exists() else None), d/'ratings.csv'
+    items,inter = _find(d, 'items'),_find(d, 'interactions')
+    if items is None or inter is None: raise DataValidationError(d, [(0, '-', 'expected movies.csv and ratings.csv, or items.csv|parquet and interactions.csv|parquet')])
+    return items, None, inter
+
 def load_data(data_dir=None # MovieLens or recnb-shaped directory; None for the bundled data
              )->tuple[pd.DataFrame, pd.DataFrame]:
     "Items and interactions from `data_dir`."
-    d = Path(data_dir or bundled_data_dir())
-    if not d.is_dir(): raise DataValidationError(d, [(0, '-', 'not a directory')])
-    if (d/'movies.csv').exists(): return load_movielens(d)
-    items,inter = _find(d, 'items'),_find(d, 'interactions')
-    if items is None or inter is None: raise DataValidationError(d, [(0, '-', 'expected movies.csv and ratings.csv, or items.csv|parquet and interactions.csv|parquet')])
-    return load_items(items), load_interactions(inter)
+    items, tags, inter = data_files(data_dir)
+    return load_items(items, tags), load_interactions(inter)
 
 def ingested_path(settings:Settings)->Path:
     "Where `recnb ingest` appends new interactions: `RECNB_HOME/data/interactions.csv`."
@@ -46,6 +55,41 @@ def current_data(settings:Settings, data_dir=None # Overrides `settings.data_dir
     return items, inter
 
 # %% ../nbs/06_pipeline.ipynb #27586c0f
+def _rows(path:Path)->int:
+    "Data rows of a file: from Parquet's metadata, or a CSV's line count without its header."
+    if path.suffix.lower() in ('.parquet', '.pq'):
+        import pyarrow.parquet as pq
+        return pq.ParquetFile(path).metadata.num_rows
+    n = 0
+    with open(path, 'rb') as f:
+        while (b := f.read(1 << 24)): n += b.count(b'\n')
+    return max(n-1, 0)
+
+def check_budget(settings:Settings, data_dir=None)->int:
+    "Count the interactions training would read and refuse at once (`OverBudget`) when even holding them exceeds the memory budget; returns the budget in bytes."
+    budget = memory_budget(settings.train_memory_gb)
+    files = [data_files(data_dir or settings.data_dir)[2], ingested_path(settings)]
+    n = sum(_rows(f) for f in files if f.exists())
+    if base_bytes(0, n) > budget:
+        raise OverBudget(f"training on {n:,} interactions needs at least {base_bytes(0, n)/GB:.1f} GB, over the memory budget of "
+                         f"{budget/GB:.1f} GB (RECNB_TRAIN_MEMORY_GB); train on Spark instead (RECNB_SPARK_MASTER)")
+    return budget
+
+def _fit_local(s:Settings, data_dir, params, cache, progress)->HybridRecommender:
+    "Load the data and fit in this process, within the memory budget."
+    t0 = time.time()
+    budget = check_budget(s, data_dir)
+    items, inter = current_data(s, data_dir)
+    loaded = round(time.time()-t0, 2)
+    m = HybridRecommender(params, s.model_name).fit(items, inter, cache, progress, budget=budget)
+    m.card['timings'] = dict(load=loaded, **m.card['timings'])
+    return m
+
+def _fit_spark(s:Settings, data_dir, params, cache, progress)->HybridRecommender:
+    "Fit on the Spark master the settings name (see `recnb.spark`)."
+    from recnb.spark import spark_fit
+    return spark_fit(s, data_dir, params, cache, progress)
+
 def train(settings:Settings|None=None, # Where stores live; `data_dir` and `model_name` come from here
           data_dir=None, # Overrides `settings.data_dir`
           params:Params|None=None, # Hyperparameters
@@ -54,20 +98,22 @@ def train(settings:Settings|None=None, # Where stores live; `data_dir` and `mode
          )->tuple[HybridRecommender, Path]:
     "Fit a model, register it, index and save it; it ends in the `validation` stage. Returns it and its directory."
     s = settings or get_settings()
-    items, inter = current_data(s, data_dir)
     cache = EmbeddingCache(s.cache_dir/f"embeddings-{MODEL_ID}.npz")
-    m = HybridRecommender(params, s.model_name).fit(items, inter, cache, progress)
+    m = _fit_spark(s, data_dir, params, cache, progress) if s.spark_master else _fit_local(s, data_dir, params, cache, progress)
     reg = Registry.from_settings(s)
     e = reg.register(s.model_name, params=m.card['params'], metrics={f"valid_ndcg@{m.params.k}": m.card['chosen']['valid_ndcg']},
                      data_fingerprint=m.card['data']['fingerprint'], embedding_model=MODEL_ID, actor=actor, reason=reason,
-                     tags={'data_dir': str(data_dir or s.data_dir or 'bundled:ml-latest-small'), 'n_interactions': len(inter)})
+                     tags={'data_dir': str(data_dir or s.data_dir or 'bundled:ml-latest-small'), 'n_interactions': m.card['data']['n_interactions']})
     m.version = m.card['version'] = e['version']
     path = s.models_dir/s.model_name/m.version
     try:
         store = open_store(s)
         try:
             if store.has_collection(m.collection_name): store.delete_collection(m.collection_name)  # left by a failed run
+            t0 = time.time()
             m.index(store)
+            m.card['timings']['index'] = round(time.time()-t0, 2)
+            m.card['train_seconds'] = round(sum(m.card['timings'].values()), 2)
         finally: store.close()
         m.save(path)
         reg.update(s.model_name, m.version, collection=m.collection, path=str(path.resolve()))
