@@ -6,15 +6,17 @@ Docs: https://recnb.github.io/recnb/vectorstore.html.md"""
 
 # %% ../nbs/04_vectorstore.ipynb #74880cfd
 from __future__ import annotations
-import json, shutil, threading, warnings
+import json, math, shutil, threading, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
 import numpy as np
+from fastcore.basics import patch
 from .config import Settings, atomic_write, check_name, get_settings
 
 # %% auto #0
-__all__ = ['PAYLOAD_INDEXES', 'Filters', 'Hit', 'VectorSpec', 'VectorStore', 'EdgeStore', 'ClientStore', 'open_store']
+__all__ = ['PAYLOAD_INDEXES', 'HEAD', 'Filters', 'Hit', 'VectorSpec', 'VectorStore', 'IndexParams', 'Ranging', 'EdgeStore',
+           'ClientStore', 'open_store']
 
 # %% ../nbs/04_vectorstore.ipynb #fb98c7d7
 @dataclass
@@ -54,14 +56,95 @@ def _idset(ids)->set|frozenset:
     if isinstance(ids, (set, frozenset)): return ids
     return set(np.asarray(ids, dtype=np.int64).tolist())
 
+# %% ../nbs/04_vectorstore.ipynb #a1e0c002
+@dataclass
+class IndexParams:
+    "HNSW settings of collections above the exact threshold (chosen by the measurements above)."
+    m:int = 32  # Edges per node in the graph of an inner-product (`dot`) vector
+    text_m:int = 16  # Edges per node in the graph of a `cosine` vector
+    ef_construct:int = 100  # Candidates kept while building a graph
+    ef:int = 100  # Candidates kept while searching
+    filtered_ef:int = 200  # Candidates kept while searching with a genre or year filter
+    head:float = 0.01  # Share of items, those with the largest scaled norms, searched exactly
+
+def _filtered(filters:Filters|None)->bool:
+    "Whether `filters` restricts anything."
+    return bool(filters and (filters.genres or filters.year_min is not None or filters.year_max is not None))
+
+def _ef(p:IndexParams, filters:Filters|None)->int:
+    "The search `ef` for a request with `filters`."
+    return p.filtered_ef if _filtered(filters) else p.ef
+
+# %% ../nbs/04_vectorstore.ipynb #a1e0c005
+HEAD = '.head'  # Suffix of the named vector holding a ranged vector's head
+
+def _norms(X, scale, chunk:int=65536)->np.ndarray:
+    "Row norms of `X / scale`, a chunk at a time."
+    return np.concatenate([np.linalg.norm(np.asarray(X[a:a+chunk], np.float32)/scale, axis=1) for a in range(0, len(X), chunk)])
+
+@dataclass
+class Ranging:
+    "A norm-ranged `dot` vector: items ÷ `scale`, queries × `scale`; items with scaled norm ≥ `cut` form the head."
+    scale:np.ndarray; cut:float
+
+    @classmethod
+    def fit(cls, X:np.ndarray, # (n, d) item vectors
+            head:float=0.01 # Share of the items in the head
+           )->Ranging:
+        "Scale each dimension by its root mean square over `X`; cut so that `head`×n items are in the head."
+        rms = np.sqrt(np.einsum('ij,ij->j', X, X, dtype=np.float64)/max(len(X), 1))
+        scale = np.where(rms > 0, rms, 1.).astype(np.float32)
+        if not len(X): return cls(scale, math.inf)
+        nrm = _norms(X, scale); nh = min(len(X), max(1, math.ceil(head*len(X))))
+        return cls(scale, float(np.partition(nrm, len(X)-nh)[len(X)-nh]))
+
+    def split(self, X)->tuple[np.ndarray, np.ndarray]:
+        "Scaled items and whether each is in the head."
+        Z = np.asarray(X, np.float32)/self.scale
+        return Z, np.linalg.norm(Z, axis=1) >= self.cut
+
+    def query(self, q)->np.ndarray: return np.asarray(q, np.float32)*self.scale
+    def to_json(self)->dict: return dict(scale=self.scale.tolist(), cut=self.cut)
+    @classmethod
+    def from_json(cls, d:dict)->Ranging: return cls(np.asarray(d['scale'], np.float32), float(d['cut']))
+
+# %% ../nbs/04_vectorstore.ipynb #a1e0c007
+def _points(make, # The backend's point type, called as `make(id=, vector=, payload=)`
+            ids, vectors:dict[str, np.ndarray], payloads:list[dict], ranged:dict[str, Ranging])->list:
+    "Points of a batch; a ranged vector goes scaled to its body or, for head items, to `name+HEAD`."
+    rows,head = {},{}
+    for k,v in vectors.items():
+        if k in ranged: z,head[k] = ranged[k].split(v); rows[k] = z.tolist()
+        else: rows[k] = np.asarray(v, np.float32).tolist()
+    out = []
+    for i,pid in enumerate(np.asarray(ids, np.int64).tolist()):
+        hk = [k for k,h in head.items() if h[i]]
+        vec = {(k+HEAD if k in hk else k): r[i] for k,r in rows.items()}
+        out.append(make(id=pid, vector=vec, payload={**payloads[i], '_head': hk} if hk else payloads[i]))
+    return out
+
+def _merge(hits:list[list], k:int)->list[Hit]:
+    "The `k` best of several result lists, as `Hit`s."
+    return sorted((Hit(int(p.id), float(p.score)) for h in hits for p in h), key=lambda h: -h.score)[:k]
+
+def _top(ids:np.ndarray, scores:np.ndarray, k:int, exclude=None)->list[Hit]:
+    "The `k` best `scores` (any order) of the points `ids`, leaving out the ids in `exclude`."
+    if exclude is not None and len(exclude):
+        ex = _idset(exclude); scores = np.where(np.isin(ids, np.fromiter(ex, np.int64, len(ex))), -np.inf, scores)
+    o = np.argpartition(-scores, k)[:k] if len(scores) > k else np.arange(len(scores))
+    return [Hit(int(ids[i]), float(scores[i])) for i in o if scores[i] > -np.inf]
+
 # %% ../nbs/04_vectorstore.ipynb #c99ae481
 class EdgeStore:
     "Collections as qdrant-edge shards under `root`, opened once and kept open."
     def __init__(self, root, # Directory holding one shard directory per collection
-                 exact_threshold:int=20_000 # Collections up to this many points are searched exactly
+                 exact_threshold:int=20_000, # Collections up to this many points are searched exactly
+                 unindexed=('cf',), # Vectors recnb never searches: on disk, no graph (a search on them is exact)
+                 index:IndexParams|None=None # HNSW settings above the threshold
                 ):
-        self.root,self.exact_threshold = Path(root),exact_threshold
-        self._shards,self._exact,self._lock = {},{},threading.Lock()
+        self.root,self.exact_threshold,self.unindexed = Path(root),exact_threshold,tuple(unindexed)
+        self.index = index or IndexParams()
+        self._shards,self._exact,self._ranged,self._heads,self._lock = {},{},{},{},threading.Lock()
 
     def _path(self, name): return self.root/check_name(name)
 
@@ -87,54 +170,29 @@ class EdgeStore:
             if name not in self._shards:
                 if not self.has_collection(name): raise KeyError(f"no vector collection {name!r} under {self.root}")
                 s = qe.EdgeShard.load(str(self._path(name)))
+                meta = self._path(name)/'recnb.json'
+                ranged = json.loads(meta.read_text())['ranged'] if meta.exists() else {}
+                self._ranged[name] = {k: Ranging.from_json(v) for k,v in ranged.items()}
                 self._exact[name] = s.info().points_count <= self.exact_threshold
                 self._shards[name] = s
         return self._shards[name]
 
     def has_collection(self, name): return (self._path(name)/'edge_config.json').exists() or name in self._shards
 
-    def create_collection(self, name, vectors, n_points=0):
-        import qdrant_edge as qe
-        dist = {'cosine': qe.Distance.Cosine, 'dot': qe.Distance.Dot}
-        p = self._path(name)
-        if p.exists(): raise FileExistsError(f"vector collection {name!r} already exists at {p}")
-        opt = qe.EdgeOptimizersConfig(indexing_threshold=2**31-1) if n_points<=self.exact_threshold else None
-        cfg = qe.EdgeConfig(vectors={k: qe.EdgeVectorParams(size=v.size, distance=dist[v.distance]) for k,v in vectors.items()},
-                            optimizers=opt, wal_enabled=False, max_search_threads=1)
-        s = qe.EdgeShard.create(str(p), cfg)
-        types = {'keyword': qe.PayloadSchemaType.Keyword, 'integer': qe.PayloadSchemaType.Integer, 'float': qe.PayloadSchemaType.Float}
-        for f,t in PAYLOAD_INDEXES.items(): s.update(qe.UpdateOperation.create_field_index(f, types[t]))
-        with self._lock: self._shards[name],self._exact[name] = s,n_points<=self.exact_threshold
-
-    def upsert(self, name, ids, vectors, payloads, batch:int=1000):
-        import qdrant_edge as qe
-        s = self._shard(name)
-        for a in range(0, len(ids), batch):
-            pts = [qe.Point(id=int(ids[i]), vector={k: v[i].tolist() for k,v in vectors.items()}, payload=payloads[i])
-                   for i in range(a, min(a+batch, len(ids)))]
-            s.update(qe.UpdateOperation.upsert_points(pts))
-
     def finish(self, name):
         "Merge segments (and build HNSW above the exact threshold), then flush to disk."
         s = self._shard(name); s.optimize(); s.flush()
         self._exact[name] = s.info().points_count <= self.exact_threshold
 
-    def _filter(self, filters, exclude):
+    def _filter(self, filters, exclude, head:str|None=None):
+        "The edge filter for `filters` and `exclude`; with `head`, only the items in that vector's head."
         import qdrant_edge as qe
-        must = []
+        must = [qe.FieldCondition(key='_head', match=qe.MatchValue(value=head))] if head else []
         if filters and filters.genres: must.append(qe.FieldCondition(key='genres', match=qe.MatchAny(any=list(filters.genres))))
         if filters and (filters.year_min is not None or filters.year_max is not None):
             must.append(qe.FieldCondition(key='year', range=qe.RangeFloat(gte=filters.year_min, lte=filters.year_max)))
         must_not = [qe.HasIdCondition(point_ids=_idset(exclude))] if exclude is not None and len(exclude) else []
         return qe.Filter(must=must, must_not=must_not) if must or must_not else None
-
-    def search(self, name, using, vector, k, filters=None, exclude=None):
-        import qdrant_edge as qe
-        s = self._shard(name)
-        q = qe.QueryRequest(query=qe.Query.Nearest(np.asarray(vector, np.float32).tolist(), using=using), limit=k,
-                            filter=self._filter(filters, exclude), with_payload=False, with_vector=False,
-                            params=qe.SearchParams(exact=self._exact[name]))
-        return [Hit(int(p.id), float(p.score)) for p in s.query(q)]
 
     def popular(self, name, k, filters=None, exclude=None):
         import qdrant_edge as qe
@@ -148,20 +206,96 @@ class EdgeStore:
 
     def delete_collection(self, name):
         with self._lock:
-            s = self._shards.pop(name, None)
+            s = self._shards.pop(name, None); self._ranged.pop(name, None)
+            for h in [h for h in self._heads if h[0]==name]: del self._heads[h]
             if s is not None: s.close()
         shutil.rmtree(self._path(name), ignore_errors=True)
 
     def close(self):
         with self._lock:
             for s in self._shards.values(): s.close()
-            self._shards.clear()
+            self._shards.clear(); self._ranged.clear(); self._heads.clear()
+
+# %% ../nbs/04_vectorstore.ipynb #a1e0c00a
+@patch
+def create_collection(self:EdgeStore, name, vectors, n_points=0):
+    "Create the shard of `name` for about `n_points` points."
+    import qdrant_edge as qe
+    p = self._path(name)
+    if p.exists(): raise FileExistsError(f"vector collection {name!r} already exists at {p}")
+    exact,ix = n_points <= self.exact_threshold,self.index
+    ranged = [] if exact else [k for k,v in vectors.items() if v.distance=='dot' and k not in self.unindexed]
+    dist = {'cosine': qe.Distance.Cosine, 'dot': qe.Distance.Dot}
+    def hnsw(m): return qe.HnswIndexConfig(m=m, ef_construct=ix.ef_construct, full_scan_threshold=10_000, payload_m=0)
+    def params(k, v):
+        if k in self.unindexed: return qe.EdgeVectorParams(size=v.size, distance=dist[v.distance], hnsw_config=hnsw(0), memory=qe.Memory.Cold)
+        return qe.EdgeVectorParams(size=v.size, distance=dist[v.distance], hnsw_config=hnsw(ix.m if v.distance=='dot' else ix.text_m))
+    vp = {k: params(k, v) for k,v in vectors.items()} | {k+HEAD: qe.EdgeVectorParams(size=vectors[k].size, distance=qe.Distance.Dot, hnsw_config=hnsw(0), memory=qe.Memory.Cold) for k in ranged}
+    opt = qe.EdgeOptimizersConfig(indexing_threshold=2**31-1 if exact else 1)
+    s = qe.EdgeShard.create(str(p), qe.EdgeConfig(vectors=vp, optimizers=opt, wal_enabled=False, max_search_threads=1))
+    types = {'keyword': qe.PayloadSchemaType.Keyword, 'integer': qe.PayloadSchemaType.Integer, 'float': qe.PayloadSchemaType.Float}
+    for f,t in (PAYLOAD_INDEXES | ({'_head': 'keyword'} if ranged else {})).items(): s.update(qe.UpdateOperation.create_field_index(f, types[t]))
+    with self._lock: self._shards[name],self._exact[name],self._ranged[name] = s,exact,dict.fromkeys(ranged)
+
+# %% ../nbs/04_vectorstore.ipynb #a1e0c00c
+@patch
+def _ranging(self:EdgeStore, name, vectors)->dict[str, Ranging]:
+    "The collection's ranged vectors, fitted on `vectors` (and saved) if this is the first upsert."
+    r = self._ranged.get(name, {})
+    if any(v is None for v in r.values()):
+        r.update({k: Ranging.fit(vectors[k], self.index.head) for k,v in r.items() if v is None})
+        atomic_write(self._path(name)/'recnb.json', json.dumps(dict(ranged={k: v.to_json() for k,v in r.items()})))
+    return r
+
+@patch
+def upsert(self:EdgeStore, name, ids, vectors, payloads, batch:int=1000):
+    "Write points `batch` at a time."
+    import qdrant_edge as qe
+    s = self._shard(name); r = self._ranging(name, vectors)
+    for k in r: self._heads.pop((name, k), None)
+    for a in range(0, len(ids), batch):
+        b = min(a+batch, len(ids))
+        s.update(qe.UpdateOperation.upsert_points(_points(qe.Point, ids[a:b], {k: v[a:b] for k,v in vectors.items()}, payloads[a:b], r)))
+
+# %% ../nbs/04_vectorstore.ipynb #a1e0c00e
+@patch
+def _head(self:EdgeStore, name, using)->tuple[np.ndarray, np.ndarray]:
+    "Ids and scaled vectors of the head of `using`, read from the shard on first use."
+    h = self._heads.get((name, using))
+    if h is not None: return h
+    import qdrant_edge as qe
+    f = qe.Filter(must=[qe.FieldCondition(key='_head', match=qe.MatchValue(value=using))])
+    ids,vecs,off = [],[],None
+    while True:
+        recs,off = self._shard(name).scroll(qe.ScrollRequest(offset=off, limit=10_000, filter=f, with_payload=False, with_vector=[using+HEAD]))
+        ids += [int(p.id) for p in recs]; vecs += [p.vector[using+HEAD] for p in recs]
+        if off is None: break
+    h = self._heads[(name, using)] = np.array(ids, np.int64), np.array(vecs, np.float32).reshape(len(ids), -1)
+    return h
+
+@patch
+def search(self:EdgeStore, name, using, vector, k, filters=None, exclude=None):
+    "The `k` best points of `name` by `using`, best first."
+    import qdrant_edge as qe
+    s = self._shard(name); r = self._ranged[name].get(using)
+    q = r.query(vector) if r else np.asarray(vector, np.float32)
+    def req(vec, flt, params=None): return qe.QueryRequest(query=qe.Query.Nearest(q.tolist(), using=vec), limit=k, filter=flt,
+                                                           with_payload=False, with_vector=False, params=params)
+    hits = [s.query(req(using, self._filter(filters, exclude), qe.SearchParams(exact=self._exact[name], hnsw_ef=_ef(self.index, filters))))]
+    if r is not None and _filtered(filters): hits.append(s.query(req(using+HEAD, self._filter(filters, exclude, head=using))))
+    elif r is not None: ids,Z = self._head(name, using); hits.append(_top(ids, Z @ q, k, exclude))
+    return _merge(hits, k)
 
 # %% ../nbs/04_vectorstore.ipynb #bc962174
 class ClientStore:
     "Collections through a `qdrant_client.QdrantClient` (server, cluster or local mode)."
-    def __init__(self, client # A `QdrantClient`
-                ): self.client = client
+    def __init__(self, client, # A `QdrantClient`
+                 exact_threshold:int=20_000, # Collections up to this many points are searched exactly
+                 unindexed=('cf',), # Vectors recnb never searches: on disk, no graph
+                 index:IndexParams|None=None # HNSW settings above the threshold
+                ):
+        self.client,self.exact_threshold,self.unindexed = client,exact_threshold,tuple(unindexed)
+        self.index,self._ranged = index or IndexParams(),{}
 
     @classmethod
     def from_settings(cls, settings:Settings):
@@ -173,23 +307,6 @@ class ClientStore:
         return cls(QdrantClient(path=str(settings.vectors_dir/'local')))
 
     def has_collection(self, name): return self.client.collection_exists(check_name(name))
-
-    def create_collection(self, name, vectors, n_points=0):
-        from qdrant_client import models as m
-        dist = {'cosine': m.Distance.COSINE, 'dot': m.Distance.DOT}
-        if self.has_collection(name): raise FileExistsError(f"vector collection {name!r} already exists")
-        self.client.create_collection(name, vectors_config={k: m.VectorParams(size=v.size, distance=dist[v.distance]) for k,v in vectors.items()})
-        types = {'keyword': m.PayloadSchemaType.KEYWORD, 'integer': m.PayloadSchemaType.INTEGER, 'float': m.PayloadSchemaType.FLOAT}
-        with warnings.catch_warnings():  # local mode warns that it ignores payload indexes; a server uses them
-            warnings.simplefilter('ignore', UserWarning)
-            for f,t in PAYLOAD_INDEXES.items(): self.client.create_payload_index(name, f, types[t])
-
-    def upsert(self, name, ids, vectors, payloads, batch:int=512):
-        from qdrant_client import models as m
-        for a in range(0, len(ids), batch):
-            pts = [m.PointStruct(id=int(ids[i]), vector={k: v[i].tolist() for k,v in vectors.items()}, payload=payloads[i])
-                   for i in range(a, min(a+batch, len(ids)))]
-            self.client.upsert(name, pts, wait=True)
 
     def finish(self, name): pass
 
@@ -203,19 +320,15 @@ class ClientStore:
     def get_alias(self, alias):
         return next((a.collection_name for a in self.client.get_aliases().aliases if a.alias_name == alias), None)
 
-    def _filter(self, filters, exclude):
+    def _filter(self, filters, exclude, head:str|None=None):
+        "The client filter for `filters` and `exclude`; with `head`, only the items in that vector's head."
         from qdrant_client import models as m
-        must = []
+        must = [m.FieldCondition(key='_head', match=m.MatchValue(value=head))] if head else []
         if filters and filters.genres: must.append(m.FieldCondition(key='genres', match=m.MatchAny(any=list(filters.genres))))
         if filters and (filters.year_min is not None or filters.year_max is not None):
             must.append(m.FieldCondition(key='year', range=m.Range(gte=filters.year_min, lte=filters.year_max)))
         must_not = [m.HasIdCondition(has_id=sorted(_idset(exclude)))] if exclude is not None and len(exclude) else []
         return m.Filter(must=must, must_not=must_not) if must or must_not else None
-
-    def search(self, name, using, vector, k, filters=None, exclude=None):
-        r = self.client.query_points(name, query=np.asarray(vector, np.float32).tolist(), using=using, limit=k,
-                                     query_filter=self._filter(filters, exclude), with_payload=False)
-        return [Hit(int(p.id), float(p.score)) for p in r.points]
 
     def popular(self, name, k, filters=None, exclude=None):
         from qdrant_client import models as m
@@ -224,8 +337,64 @@ class ClientStore:
         return [Hit(int(p.id), float(p.payload['popularity'])) for p in pts]
 
     def count(self, name): return self.client.count(name, exact=True).count
-    def delete_collection(self, name): self.client.delete_collection(check_name(name))
+    def delete_collection(self, name): self._ranged.pop(name, None); self.client.delete_collection(check_name(name))
     def close(self): self.client.close()
+
+# %% ../nbs/04_vectorstore.ipynb #a1e0c00f
+@patch
+def create_collection(self:ClientStore, name, vectors, n_points=0):
+    "Create the collection `name` for about `n_points` points."
+    from qdrant_client import models as m
+    if self.has_collection(name): raise FileExistsError(f"vector collection {name!r} already exists")
+    exact,ix = n_points <= self.exact_threshold,self.index
+    ranged = [] if exact else [k for k,v in vectors.items() if v.distance=='dot' and k not in self.unindexed]
+    dist = {'cosine': m.Distance.COSINE, 'dot': m.Distance.DOT}
+    def hnsw(mm): return m.HnswConfigDiff(m=mm, ef_construct=ix.ef_construct, payload_m=0)
+    def params(k, v):
+        mm = 0 if exact or k in self.unindexed else ix.m if v.distance=='dot' else ix.text_m
+        return m.VectorParams(size=v.size, distance=dist[v.distance], hnsw_config=hnsw(mm), on_disk=k in self.unindexed or None)
+    vp = {k: params(k, v) for k,v in vectors.items()} | {k+HEAD: m.VectorParams(size=vectors[k].size, distance=m.Distance.DOT, hnsw_config=hnsw(0)) for k in ranged}
+    self.client.create_collection(name, vectors_config=vp)
+    types = {'keyword': m.PayloadSchemaType.KEYWORD, 'integer': m.PayloadSchemaType.INTEGER, 'float': m.PayloadSchemaType.FLOAT}
+    with warnings.catch_warnings():  # local mode warns that it ignores payload indexes; a server uses them
+        warnings.simplefilter('ignore', UserWarning)
+        for f,t in (PAYLOAD_INDEXES | ({'_head': 'keyword'} if ranged else {})).items(): self.client.create_payload_index(name, f, types[t])
+    self._ranged[name] = dict.fromkeys(ranged)
+
+# %% ../nbs/04_vectorstore.ipynb #a1e0c010
+@patch
+def _ranging(self:ClientStore, name, vectors=None)->dict[str, Ranging]:
+    "The collection's ranged vectors: from its metadata, or fitted on `vectors` (and saved) on the first upsert."
+    r = self._ranged.get(name)
+    if r is None:
+        meta = self.client.get_collection(name).config.metadata or {}
+        r = self._ranged[name] = {k: Ranging.from_json(v) for k,v in meta.get('recnb_ranged', {}).items()}
+    if vectors is not None and any(v is None for v in r.values()):
+        r.update({k: Ranging.fit(vectors[k], self.index.head) for k,v in r.items() if v is None})
+        self.client.update_collection(name, metadata=dict(recnb_ranged={k: v.to_json() for k,v in r.items()}))
+        kept = (self.client.get_collection(name).config.metadata or {}).get('recnb_ranged', {})
+        if set(kept) != set(r): raise RuntimeError(f"the Qdrant server did not keep the metadata of collection {name!r}: it is older than this qdrant-client")
+    return r
+
+@patch
+def upsert(self:ClientStore, name, ids, vectors, payloads, batch:int=512):
+    "Write points `batch` at a time, waiting until each batch is searchable."
+    from qdrant_client import models as m
+    r = self._ranging(name, vectors)
+    for a in range(0, len(ids), batch):
+        b = min(a+batch, len(ids))
+        self.client.upsert(name, _points(m.PointStruct, ids[a:b], {k: v[a:b] for k,v in vectors.items()}, payloads[a:b], r), wait=True)
+
+@patch
+def search(self:ClientStore, name, using, vector, k, filters=None, exclude=None):
+    "The `k` best points of `name` by `using`, best first."
+    from qdrant_client import models as m
+    r = self._ranging(name).get(using)
+    q = (r.query(vector) if r else np.asarray(vector, np.float32)).tolist()
+    params = m.SearchParams(hnsw_ef=_ef(self.index, filters)) if r else None  # local mode warns about any params
+    main = m.QueryRequest(query=q, using=using, limit=k, filter=self._filter(filters, exclude), params=params)
+    reqs = [main] + ([m.QueryRequest(query=q, using=using+HEAD, limit=k, filter=self._filter(filters, exclude, head=using))] if r else [])
+    return _merge([x.points for x in self.client.query_batch_points(name, requests=reqs)], k)
 
 # %% ../nbs/04_vectorstore.ipynb #88ff780e
 def open_store(settings:Settings|None=None)->VectorStore:
