@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install serve test sync-check nbtest pytest lab bench docs browser clean
+.PHONY: install serve test sync-check nbtest pytest lab bench bench-scale docs browser clean
 
 install: $(STAMP)
 
@@ -60,11 +60,19 @@ browser:
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; fi
 
+# Benchmarks print ratios against baselines measured in the same run; scale.py takes about an hour
+# (20k and 200k synthetic items; `make bench-scale SCALE_ARGS="--sizes 20k"` for the smaller one).
 bench: install
+	$(BIN)/python -m pip install -q -e ".[dev,bench]"
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
+
+bench-scale: install
+	$(BIN)/python -m pip install -q -e ".[dev,bench]"
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf .recnb _proc _docs _preview .pytest_cache
