@@ -125,7 +125,7 @@ def cmd_recommend(a):
     try:
         m = serving_model(s, store)
         if m is None: raise UsageError(f"no production model {s.model_name!r} in {s.home}: run `recnb train` first, then `recnb models promote`")
-        f = Filters([g.strip().lower() for g in a.genres.split(',')] if a.genres else None, a.year_min, a.year_max)
+        f = Filters(a.genres.split(',') if a.genres else None, a.year_min, a.year_max)
         recs = m.recommend(user_id=a.user, items=a.items, query=a.query, k=a.k, filters=f, exclude_seen=not a.include_seen)
     finally: store.close()
     if a.json: return print(json.dumps(dict(model_version=m.version, cold_start=recs.cold_start, items=[r.__dict__ for r in recs.items])))

@@ -21,7 +21,7 @@ from .metrics import hit_matrix, ndcg_at_k, top_k
 from .vectorstore import Filters, VectorSpec
 
 # %% auto #0
-__all__ = ['Params', 'Rec', 'Recommendations', 'HybridRecommender', 'UnknownItems']
+__all__ = ['Params', 'Rec', 'Recommendations', 'HybridRecommender', 'genre_key', 'match_filters', 'UnknownItems']
 
 # %% ../nbs/05_model.ipynb #4a44692a
 @dataclass
@@ -295,12 +295,21 @@ def interactions_matrix(self:HybridRecommender, df:pd.DataFrame)->sp.csr_matrix:
 @patch(as_prop=True)
 def collection_name(self:HybridRecommender)->str: return check_name(f"{self.name}-{self.version}")
 
+def genre_key(genre:str)->str:
+    "A genre as payloads hold it and filters match it: trimmed, lower-case."
+    return str(genre).strip().lower()
+
+def match_filters(filters:Filters|None)->Filters|None:
+    "`filters` with its genres as the payloads hold them, so that a filter on 'Comedy' finds 'comedy'."
+    if filters is None or not filters.genres: return filters
+    return Filters([genre_key(g) for g in filters.genres], filters.year_min, filters.year_max)
+
 @patch
 def payloads(self:HybridRecommender)->list[dict]:
     "Qdrant payload of every item."
     out = []
     for (iid, title, genres, year), pop in zip(self.items.itertuples(index=False), self.popularity.tolist()):
-        g = [] if genres in (None, '', '(no genres listed)') else [x.lower() for x in str(genres).split('|')]
+        g = [] if genres in (None, '', '(no genres listed)') else [genre_key(x) for x in str(genres).split('|')]
         p = dict(title=title, genres=g, popularity=pop)
         if year is not None and not pd.isna(year): p['year'] = int(year)
         out.append(p)
@@ -353,6 +362,7 @@ def recommend(self:HybridRecommender,
     if sum(x is not None for x in (user_id, items, query)) != 1: raise ValueError("give exactly one of user_id, items or query")
     if not 1 <= k <= 1000: raise ValueError(f"k must be between 1 and 1000, got {k}")
     if self.store is None: raise RuntimeError("the model is not attached to a vector store; call index() or attach()")
+    filters = match_filters(filters)
     if query is not None:
         if not query.strip(): raise ValueError("query is empty")
         return self._recs(self.store.search(self.collection, 'text', encode([query])[0], k, filters))

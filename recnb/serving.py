@@ -46,7 +46,7 @@ class FiltersIn(BaseModel):
             raise ValueError(f"year_min ({self.year_min}) is after year_max ({self.year_max})")
         return self
 
-    def to_filters(self): return Filters([g.lower() for g in self.genres] if self.genres else None, self.year_min, self.year_max)
+    def to_filters(self): return Filters(self.genres or None, self.year_min, self.year_max)  # the model matches genres case-insensitively
 
 class RecommendRequest(BaseModel):
     "Whom to recommend for (exactly one of `user_id`, `items`, `query`) and how."
