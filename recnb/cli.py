@@ -8,6 +8,7 @@ Docs: https://recnb.github.io/recnb/cli.html.md"""
 from __future__ import annotations
 import argparse, json, sys
 from pathlib import Path
+from . import __version__
 from .config import get_settings
 from .data import DataValidationError
 from .registry import RegistryError
@@ -31,6 +32,7 @@ def _ids(s:str)->list[int]:
 def parser()->argparse.ArgumentParser:
     "The `recnb` argument parser."
     p = _Parser(prog='recnb', description='A notebook-first recommender system with its MLOps loop.')
+    p.add_argument('--version', action='version', version=f'recnb {__version__}')
     sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
     t = sub.add_parser('train', help='fit, index and save a new model version')
     t.add_argument('--data', type=Path, help='data directory (default: RECNB_DATA_DIR or the bundled MovieLens)')
