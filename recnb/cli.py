@@ -53,15 +53,16 @@ def parser()->argparse.ArgumentParser:
     r.add_argument('--json', action='store_true', help='print JSON')
     m = sub.add_parser('models', help='the model registry')
     ms = m.add_subparsers(dest='action', required=True, parser_class=_Parser)
-    ms.add_parser('list', help='every model and its production version')
-    x = ms.add_parser('show', help="a model's versions, or one version"); x.add_argument('name'); x.add_argument('version', nargs='?')
+    ms.add_parser('list', help='every model and its production version').add_argument('--json', action='store_true', help='print JSON')
+    x = ms.add_parser('show', help="a model's versions, or one version (JSON)"); x.add_argument('name'); x.add_argument('version', nargs='?')
+    x.add_argument('--json', action='store_true', help='print JSON (the default)')
     x = ms.add_parser('promote', help='put a version in production')
     x.add_argument('name', nargs='?'); x.add_argument('version', nargs='?')
     x.add_argument('--if-none', action='store_true', help='promote the newest validation version only if nothing is in production')
     x.add_argument('--reason', default=''); x.add_argument('--actor', default=_actor())
     x = ms.add_parser('rollback', help='restore the previous production version'); x.add_argument('name')
     x.add_argument('--reason', default='rollback'); x.add_argument('--actor', default=_actor())
-    x = ms.add_parser('history', help='every stage change of a model'); x.add_argument('name')
+    x = ms.add_parser('history', help='every stage change of a model'); x.add_argument('name'); x.add_argument('--json', action='store_true', help='print JSON')
     x = ms.add_parser('sync', help='mirror registry versions to MLflow'); x.add_argument('name', nargs='?')
     e = sub.add_parser('evaluate', help="evaluate a version's recipe on a held-out split of the data")
     e.add_argument('--name'); e.add_argument('--version', help='default: the production version')
@@ -85,7 +86,8 @@ def parser()->argparse.ArgumentParser:
     j = sub.add_parser('jobs', help='retraining jobs')
     js = j.add_subparsers(dest='action', required=True, parser_class=_Parser)
     x = js.add_parser('list', help='the newest jobs first'); x.add_argument('--limit', type=int, default=20)
-    x = js.add_parser('show', help='one job as JSON'); x.add_argument('id')
+    x.add_argument('--json', action='store_true', help='print JSON')
+    x = js.add_parser('show', help='one job as JSON'); x.add_argument('id'); x.add_argument('--json', action='store_true', help='print JSON (the default)')
     return p
 
 def _actor()->str:
@@ -142,9 +144,11 @@ def cmd_models(a):
     s = get_settings()
     reg = Registry.from_settings(s)
     show = lambda x: print(json.dumps(x, indent=1))
-    if a.action == 'list':
+    if a.action == 'list' and a.json: show(reg.models())
+    elif a.action == 'list':
         for m in reg.models(): print(f"{m['name']:<24} production {m['production'] or '-':<10} {m['versions']} versions")
     elif a.action == 'show': show(reg.get(a.name, a.version))
+    elif a.action == 'history' and a.json: show(reg.history(a.name))
     elif a.action == 'history':
         for e in reg.history(a.name): print(f"{e['time']}  {e['version']:<9} {e['from_stage'] or '-':>10} -> {e['to_stage']:<10} {e['actor']}: {e['reason']}")
     elif a.action == 'promote':
@@ -241,7 +245,8 @@ def cmd_schedule(a):
 def cmd_jobs(a):
     from recnb.retraining import JobNotFound, Jobs
     jobs = Jobs.from_settings(get_settings())
-    if a.action == 'list':
+    if a.action == 'list' and a.json: print(json.dumps(jobs.list(a.limit), indent=1))
+    elif a.action == 'list':
         for j in jobs.list(a.limit):
             note = ((j['promotion_reason'] or j['error'] or '').splitlines() or [''])[0]
             print(f"{j['id']}  {j['state']:<9} {j['trigger']:<8} {j['version'] or '-':<9} {'promoted' if j['promoted'] else '-':<8} {note}")
