@@ -245,6 +245,7 @@ def cmd_schedule(a):
 def cmd_jobs(a):
     from recnb.retraining import JobNotFound, Jobs
     jobs = Jobs.from_settings(get_settings())
+    if a.action == 'list': jobs.reap()
     if a.action == 'list' and a.json: print(json.dumps(jobs.list(a.limit), indent=1))
     elif a.action == 'list':
         for j in jobs.list(a.limit):

@@ -191,6 +191,19 @@ class Jobs:
     def running(self)->list[dict]:
         return [j for j in self.list(1000) if j['state'] in ('pending', 'running')]
 
+    def reap(self, held:bool=False # The caller holds the retraining lock
+            )->list[dict]:
+        "Mark `failed` every job left `running` by a process that ended without finishing it (nobody holds the lock)."
+        stale = [j for j in self.running() if j['state'] == 'running']
+        if not stale: return []
+        lock = None if held else self.lock()
+        try:
+            if lock is not None: lock.acquire()
+        except Timeout: return []  # a live job holds the lock: its record is right
+        try: return [self.update(j, state='failed', error='interrupted: the process running this job ended before it finished') for j in stale]
+        finally:
+            if lock is not None: lock.release()
+
 # %% ../nbs/40_retraining.ipynb #cdd1a562
 def scheduled_dir(settings:Settings)->Path:
     "Where the papermill notebooks are: `settings.scheduled_dir`, or the project's `scheduled/`."
@@ -257,6 +270,7 @@ def retrain(settings:Settings|None=None, force:bool=False, dry_run:bool=False, r
         running = ', '.join(j['id'] for j in jobs.running() if not job or j['id'] != job['id'])
         raise JobRunning(f"another retraining job is running ({running or 'starting'}); try again when it ends") from None
     try:
+        for j in jobs.reap(held=True): log.warning("retraining job %s was interrupted; marked failed", j['id'], extra={'job': j['id']})
         job = job or jobs.new('retrain', reason, trigger)
         if not (decision.retrain or force):
             return jobs.update(job, state='skipped', decision=decision.to_dict(), promotion_reason='not due: ' + '; '.join(c['detail'] for c in decision.checks.values()))

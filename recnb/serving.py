@@ -465,7 +465,9 @@ def retraining_router()->APIRouter:
     async def list_jobs(request:Request, limit:int=20)->list[dict]:
         "The newest retraining jobs."
         if not 1 <= limit <= 1000: raise HTTPException(422, [{'loc': ['query', 'limit'], 'msg': 'limit must be between 1 and 1000', 'type': 'value_error'}])
-        return await run_in_threadpool(Jobs.from_settings(request.app.state.settings).list, limit)
+        jobs = Jobs.from_settings(request.app.state.settings)
+        def newest(): jobs.reap(); return jobs.list(limit)  # interrupted jobs show as failed, not running forever
+        return await run_in_threadpool(newest)
 
     @r.get('/jobs/{job_id}')
     async def get_job(job_id:str, request:Request)->dict:

@@ -1,7 +1,8 @@
 "Retraining end to end: ingest, `recnb retrain` under papermill, versioned report notebooks, conditional promotion, the service swapping models, failures, the lock, the scheduler."
-import hashlib, json, shutil, time
+import hashlib, json, os, shutil, signal, subprocess, time
+from pathlib import Path
 import httpx, pandas as pd, pytest, scrapbook as sb
-from conftest import API_KEY, Server, env_for, recnb
+from conftest import API_KEY, BIN, Server, env_for, recnb
 from recnb.data import bundled_data_dir
 
 N_NEW = 5000  # the newest interactions of the bundled data, held back and ingested later
@@ -97,6 +98,45 @@ def test_a_failing_notebook_fails_the_job_and_leaves_production(world):
     shown = json.loads(recnb('jobs', 'show', job['id'], env=world['env']).stdout)
     assert shown['state'] == 'failed' and shown['error'] == job['error']
 
+def descendants(pid:int)->list[int]:
+    "Every process below `pid`, from /proc (the notebook's kernel included, whatever its session)."
+    children = {}
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try: fields = stat.read_text().rsplit(')', 1)[1].split()
+        except (OSError, IndexError): continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo: out += (kids := children.get(todo.pop(), [])); todo += kids
+    return out
+
+def test_a_killed_job_is_marked_interrupted_and_the_next_one_runs(world):
+    "SIGKILL `recnb retrain` and its notebook kernel mid-run: production stays, the job shows as failed, the next retrain runs."
+    before, jobs_dir = registry(world)['production'], world['home']/'jobs'
+    known = {f.name for f in jobs_dir.glob('*.json')}
+    p = subprocess.Popen([str(BIN/'recnb'), 'retrain', '--force', '--reason', 'to be killed'], env=world['env'],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t, job = time.time(), None
+    while job is None and time.time() - t < 120 and p.poll() is None:
+        job = next((j for f in jobs_dir.glob('*.json') if f.name not in known and (j := json.loads(f.read_text()))['state'] == 'running'), None)
+        time.sleep(0.2)
+    assert job, "the job never started"
+    t = time.time()
+    while not any('ipykernel' in Path(f'/proc/{c}/cmdline').read_text(errors='ignore') for c in descendants(p.pid) if Path(f'/proc/{c}').exists()) and time.time() - t < 60:
+        time.sleep(0.2)
+    time.sleep(2)  # the notebook is running
+    for pid in [p.pid, *descendants(p.pid)]:
+        try: os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError: pass
+    p.wait(30)
+    assert json.loads((jobs_dir/f"{job['id']}.json").read_text())['state'] == 'running'  # what the killed process left
+    listed = httpx.get(world['server'].url + '/jobs', timeout=10).json()
+    killed = next(j for j in listed if j['id'] == job['id'])
+    assert killed['state'] == 'failed' and killed['error'].startswith('interrupted'), killed
+    assert registry(world)['production'] == before and served(world) == before
+    r, nxt = retrain(world, '--force', '--reason', 'after the kill', RECNB_RETRAIN_MARGIN=1)
+    assert nxt['state'] == 'succeeded' and nxt['promoted'] is False, nxt
+    assert registry(world)['production'] == before and served(world) == before
+
 def test_changed_items_are_embedded_alone_and_a_second_job_is_refused(world):
     movies = pd.read_csv(world['data']/'movies.csv')
     changed = movies.index[::100]  # 1% of the catalogue
@@ -124,4 +164,4 @@ def test_scheduler_runs_its_jobs_once_on_demand(world):
     assert scraps['version'].data == registry(world)['production'] and 'ndcg@10' in scraps['metrics'].data
     assert {c['column'] for c in scraps['drift'].data['columns']} == {'rating', 'item_popularity', 'user_activity'}
     jobs = recnb('jobs', 'list', env=world['env']).stdout.splitlines()
-    assert jobs[0].split()[1] == 'skipped' and len(jobs) == 5
+    assert jobs[0].split()[1] == 'skipped' and len(jobs) == 7
