@@ -6,7 +6,7 @@ Docs: https://recnb.github.io/recnb/cli.html.md"""
 
 # %% ../nbs/30_cli.ipynb #e64dd690
 from __future__ import annotations
-import argparse, json, sys
+import argparse, json, logging, sys
 from pathlib import Path
 from . import __version__
 from .config import get_settings
@@ -15,12 +15,15 @@ from .registry import RegistryError
 from .logs import configure_logging
 
 # %% auto #0
-__all__ = ['UsageError', 'parser', 'cmd_train', 'cmd_serve', 'cmd_recommend', 'cmd_models', 'cmd_evaluate', 'cmd_drift',
-           'cmd_ingest', 'cmd_retrain', 'cmd_schedule', 'cmd_jobs', 'main']
+__all__ = ['UsageError', 'OperationFailed', 'parser', 'cmd_train', 'cmd_serve', 'cmd_recommend', 'cmd_models', 'cmd_evaluate',
+           'cmd_drift', 'cmd_ingest', 'cmd_retrain', 'cmd_schedule', 'cmd_jobs', 'main']
 
 # %% ../nbs/30_cli.ipynb #47c5fc91
 class UsageError(Exception):
     "Bad input to a command: reported in one line, exit code 2."
+
+class OperationFailed(Exception):
+    "A command that could not do its work: reported in one line, exit code 1."
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message): raise UsageError(message)
@@ -166,7 +169,7 @@ def cmd_models(a):
         for n in ([a.name] if a.name else [m['name'] for m in reg.models()]):
             r = sync_quietly(s, reg, n)
             print(f"{n}: mirrored {r['mirrored']} versions" + (f"; {r['pending']} pending: {r['error']}" if r['error'] else ''))
-            if r['error'] and r['pending']: raise UsageError(f"MLflow mirror of {n} incomplete: {r['error']}")
+            if r['error'] and r['pending']: raise OperationFailed(f"MLflow mirror of {n} incomplete: {r['error']}")
 
 def cmd_evaluate(a):
     from recnb.evaluation import evaluate_version
@@ -267,3 +270,11 @@ def main(argv:list[str]|None=None)->int:
     except (UsageError, DataValidationError, RegistryError, ValueError, FileNotFoundError) as e:
         print(f"recnb: error: {e}", file=sys.stderr)
         return 2
+    except OperationFailed as e:
+        print(f"recnb: error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # anything else is a failure of the operation, not of its input
+        if (lg := logging.getLogger('recnb')).handlers:  # the log file, once configured (never Python's last-resort stderr)
+            lg.exception("recnb %s failed", ' '.join(argv if argv is not None else sys.argv[1:]))
+        print(f"recnb: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
