@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     retrain_significance: bool = False  # ... and, when true, significantly (paired randomisation test)
     retrain_alpha: float = 0.05  # Significance level of that test
     retrain_holdout: float = 0.05  # Share of the newest interactions held out to compare candidate and production
+    retrain_check_ttl: float = 300.  # Seconds an unauthenticated POST /retrain/check may reuse the last decision (data and registry unchanged)
     retrain_cron: str = '0 3 * * *'  # When `recnb schedule` checks and retrains (crontab syntax)
     evaluate_cron: str = '0 2 * * *'  # When `recnb schedule` runs the evaluation notebook
     scheduled_dir: Path|None = None  # Where retrain.ipynb and evaluate.ipynb are; None: the project's `scheduled/`

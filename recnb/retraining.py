@@ -6,7 +6,7 @@ Docs: https://recnb.github.io/recnb/retraining.html.md"""
 
 # %% ../nbs/40_retraining.ipynb #108dd13f
 from __future__ import annotations
-import json, re, secrets, shutil, threading, traceback
+import json, re, secrets, shutil, threading, time, traceback
 from dataclasses import dataclass, asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,13 +18,14 @@ from .data import DataValidationError, fingerprint, read_table
 from .evaluation import evaluate_model, paired_test
 from .logs import get_logger
 from .mirror import log_run_quietly
-from .pipeline import current_data, ingested_path, load_data
+from .pipeline import current_data, data_files, ingested_path, load_data
 from .registry import NotFound, Registry, parse_version
 
 # %% auto #0
-__all__ = ['log', 'STATES', 'ingest', 'Decision', 'check_retrain', 'holdout_split', 'params_of', 'compare', 'JobNotFound',
-           'JobRunning', 'Jobs', 'scheduled_dir', 'run_notebook', 'retrain', 'start_retrain', 'evaluate_report',
-           'SchedulerRunning', 'scheduled_retrain', 'scheduled_evaluate', 'build_scheduler', 'run_scheduler']
+__all__ = ['log', 'STATES', 'ingest', 'Decision', 'check_retrain', 'data_state', 'decision_key', 'DecisionCache', 'holdout_split',
+           'params_of', 'compare', 'JobNotFound', 'JobRunning', 'Jobs', 'scheduled_dir', 'run_notebook', 'retrain',
+           'start_retrain', 'evaluate_report', 'SchedulerRunning', 'scheduled_retrain', 'scheduled_evaluate',
+           'build_scheduler', 'run_scheduler']
 
 # %% ../nbs/40_retraining.ipynb #d37d31c1
 log = get_logger('retraining')
@@ -100,6 +101,31 @@ def check_retrain(settings:Settings|None=None, registry:Registry|None=None,
     checks['degradation'] = deg
     reasons = [f"{k.replace('_', ' ')}: {c['detail']}" for k,c in checks.items() if c['due']]
     return Decision(bool(reasons), reasons, checks, s.model_name, _iso(now))
+
+# %% ../nbs/40_retraining.ipynb #771ae290
+def _stat(f:Path)->tuple:
+    try: st = f.stat(); return str(f), st.st_size, st.st_mtime_ns
+    except FileNotFoundError: return str(f), None, None
+
+def data_state(settings:Settings)->tuple:
+    "Path, size and modification time of every file the data is read from: it changes whenever the data may have."
+    items, tags, inter = data_files(settings.data_dir)
+    return tuple(_stat(f) for f in (items, tags, inter, ingested_path(settings)) if f is not None)
+
+def decision_key(settings:Settings, registry:Registry)->tuple:
+    "What a decision depends on besides the clock: the data files' `data_state` and the registry file's."
+    return data_state(settings), _stat(registry.path)
+
+class DecisionCache:
+    "The last retraining decision, reused for the same key for at most `ttl` seconds."
+    def __init__(self, ttl:float): self.ttl,self._lock,self._last = ttl,threading.Lock(),None
+
+    def get(self, key, compute)->tuple[Decision, bool]:
+        "The decision for `key` and whether it was reused; `compute()` (one caller at a time) when there is none."
+        with self._lock:
+            if self._last and self._last[0] == key and time.monotonic() - self._last[1] < self.ttl: return self._last[2], True
+            d = compute(); self._last = (key, time.monotonic(), d)
+            return d, False
 
 # %% ../nbs/40_retraining.ipynb #339ae447
 def holdout_split(interactions:pd.DataFrame, share:float=0.05)->tuple[pd.DataFrame, pd.DataFrame]:

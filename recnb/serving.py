@@ -444,18 +444,29 @@ def _check_retrain(app):
     s = app.state.settings
     return check_retrain(s, app.state.registry, _live_degradation(app) if s.monitoring else None)
 
+def _cached_check_retrain(app)->tuple:
+    "The decision for a caller without the API key, and whether it was reused (`DecisionCache`): the data is read once per change or TTL."
+    from recnb.retraining import DecisionCache, decision_key
+    if getattr(app.state, 'decisions', None) is None: app.state.decisions = DecisionCache(app.state.settings.retrain_check_ttl)
+    return app.state.decisions.get(decision_key(app.state.settings, app.state.registry), lambda: _check_retrain(app))
+
+def _has_key(s:Settings, x_api_key:str|None)->bool:
+    "Whether the request carries the configured API key (compared in constant time)."
+    return s.api_key is not None and x_api_key is not None and hmac.compare_digest(x_api_key.encode(), s.api_key.get_secret_value().encode())
+
 def retraining_router()->APIRouter:
     from recnb.retraining import JobNotFound, JobRunning, Jobs, start_retrain
     r = APIRouter(tags=['retraining'])
 
     @r.post('/retrain/check')
     async def retrain_check(request:Request, body:RetrainIn|None=None, x_api_key:Annotated[str|None, Header()]=None):
-        "Whether retraining is due; with `run` (and the API key), start a job and return its id."
+        "Whether retraining is due (without the API key: the last decision while data and registry are unchanged, `cached`); with `run` (and the key), start a job and return its id."
         app, b = request.app, body or RetrainIn()
         if b.run: await require_api_key(request, x_api_key)
         s = app.state.settings
-        d = await run_in_threadpool(_check_retrain, app)
-        if not b.run: return {'decision': d.to_dict()}
+        if b.run or _has_key(s, x_api_key): d, cached = await run_in_threadpool(_check_retrain, app), False
+        else: d, cached = await run_in_threadpool(_cached_check_retrain, app)
+        if not b.run: return {'decision': d.to_dict(), 'cached': cached}
         if not (d.retrain or b.force): return {'decision': d.to_dict(), 'job': None, 'detail': 'retraining is not due; send "force": true to retrain anyway'}
         try: job = await run_in_threadpool(start_retrain, s, b.force or d.retrain, b.reason, 'http')
         except JobRunning as e: raise HTTPException(409, str(e))
