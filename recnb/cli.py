@@ -248,10 +248,9 @@ def cmd_schedule(a):
 def cmd_jobs(a):
     from recnb.retraining import JobNotFound, Jobs
     jobs = Jobs.from_settings(get_settings())
-    if a.action == 'list': jobs.reap()
-    if a.action == 'list' and a.json: print(json.dumps(jobs.list(a.limit), indent=1))
+    if a.action == 'list' and a.json: print(json.dumps(jobs.newest(a.limit), indent=1))
     elif a.action == 'list':
-        for j in jobs.list(a.limit):
+        for j in jobs.newest(a.limit):
             note = ((j['promotion_reason'] or j['error'] or '').splitlines() or [''])[0]
             print(f"{j['id']}  {j['state']:<9} {j['trigger']:<8} {j['version'] or '-':<9} {'promoted' if j['promoted'] else '-':<8} {note}")
     else:

@@ -217,10 +217,11 @@ class Jobs:
     def running(self)->list[dict]:
         return [j for j in self.list(1000) if j['state'] in ('pending', 'running')]
 
-    def reap(self, held:bool=False # The caller holds the retraining lock
+    def reap(self, held:bool=False, # The caller holds the retraining lock
+             among:list[dict]|None=None # Jobs already read (updated in place); default: every job
             )->list[dict]:
         "Mark `failed` every job left `running` by a process that ended without finishing it (nobody holds the lock)."
-        stale = [j for j in self.running() if j['state'] == 'running']
+        stale = [j for j in (self.running() if among is None else among) if j['state'] == 'running']
         if not stale: return []
         lock = None if held else self.lock()
         try:
@@ -229,6 +230,11 @@ class Jobs:
         try: return [self.update(j, state='failed', error='interrupted: the process running this job ended before it finished') for j in stale]
         finally:
             if lock is not None: lock.release()
+
+    def newest(self, limit:int=50)->list[dict]:
+        "`list`, with jobs that were interrupted shown (and recorded) as `failed`."
+        jobs = self.list(limit); self.reap(among=jobs)
+        return jobs
 
 # %% ../nbs/40_retraining.ipynb #cdd1a562
 def scheduled_dir(settings:Settings)->Path:

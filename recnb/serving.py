@@ -344,11 +344,15 @@ async def set_faults(body:FaultsIn, request:Request)->dict:
     return {'latency_ms': body.latency_ms}
 
 # %% ../nbs/20_serving.ipynb #0abe6569
+def _has_key(s:Settings, x_api_key:str|None)->bool:
+    "Whether the request carries the configured API key (compared in constant time)."
+    return s.api_key is not None and x_api_key is not None and hmac.compare_digest(x_api_key.encode(), s.api_key.get_secret_value().encode())
+
 async def require_api_key(request:Request, x_api_key:Annotated[str|None, Header()]=None):
     "Refuse the request (401) unless it carries the configured API key."
-    key = request.app.state.settings.api_key
-    if key is None: raise HTTPException(401, "mutating endpoints are disabled: the server has no RECNB_API_KEY", headers={'WWW-Authenticate': 'X-API-Key'})
-    if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), key.get_secret_value().encode()):
+    s = request.app.state.settings
+    if s.api_key is None: raise HTTPException(401, "mutating endpoints are disabled: the server has no RECNB_API_KEY", headers={'WWW-Authenticate': 'X-API-Key'})
+    if not _has_key(s, x_api_key):
         raise HTTPException(401, "missing or wrong API key (send it in the X-API-Key header)", headers={'WWW-Authenticate': 'X-API-Key'})
 
 def _check(name:str, version:str|None=None):
@@ -450,10 +454,6 @@ def _cached_check_retrain(app)->tuple:
     if getattr(app.state, 'decisions', None) is None: app.state.decisions = DecisionCache(app.state.settings.retrain_check_ttl)
     return app.state.decisions.get(decision_key(app.state.settings, app.state.registry), lambda: _check_retrain(app))
 
-def _has_key(s:Settings, x_api_key:str|None)->bool:
-    "Whether the request carries the configured API key (compared in constant time)."
-    return s.api_key is not None and x_api_key is not None and hmac.compare_digest(x_api_key.encode(), s.api_key.get_secret_value().encode())
-
 def retraining_router()->APIRouter:
     from recnb.retraining import JobNotFound, JobRunning, Jobs, start_retrain
     r = APIRouter(tags=['retraining'])
@@ -476,9 +476,7 @@ def retraining_router()->APIRouter:
     async def list_jobs(request:Request, limit:int=20)->list[dict]:
         "The newest retraining jobs."
         if not 1 <= limit <= 1000: raise HTTPException(422, [{'loc': ['query', 'limit'], 'msg': 'limit must be between 1 and 1000', 'type': 'value_error'}])
-        jobs = Jobs.from_settings(request.app.state.settings)
-        def newest(): jobs.reap(); return jobs.list(limit)  # interrupted jobs show as failed, not running forever
-        return await run_in_threadpool(newest)
+        return await run_in_threadpool(Jobs.from_settings(request.app.state.settings).newest, limit)
 
     @r.get('/jobs/{job_id}')
     async def get_job(job_id:str, request:Request)->dict:
