@@ -187,14 +187,23 @@ def _fit_cf(X, cf, best, p:Params, solver, start, progress):
 
 @patch
 def _set_items(self:HybridRecommender, items:pd.DataFrame, cache, progress)->tuple:
-    "Take the catalogue (sorted by id), embed it and choose the text projection; returns the sorted frame and embedding counts."
+    "Take the catalogue (sorted by id), embed it and choose the text projection; returns the sorted frame and the card's `embedding`."
     items = items.sort_values('item_id').reset_index(drop=True)
     self.item_ids = items.item_id.to_numpy(np.int64)
     self.items = items[['item_id', 'title', 'genres', 'year']].copy()
     self._titles = self.items.title.to_numpy(object)
     self.text, stats = embed(item_texts(items), cache, progress=progress)
     self.text_proj = _text_basis(self.text, self.params.text_dims)
-    return items, stats
+    return items, dict(model=MODEL_ID, total=stats.total, cached=stats.cached, embedded=stats.embedded)
+
+class _Laps(dict):
+    "Seconds of each step since the previous one: `laps('step')` records one."
+    def __init__(self): super().__init__(); self.t = time.time()
+    def __call__(self, step:str): self[step] = round(time.time()-self.t, 2); self.t = time.time()
+
+def _best(grid:list[dict])->dict:
+    "The validation row with the best NDCG (on a tie, the smaller text weight)."
+    return max(grid, key=lambda r: (r['ndcg'], -r['text_weight']))
 
 @patch
 def _finish(self:HybridRecommender, cf, win, wout, best, counts, seen, card:dict):
@@ -227,10 +236,7 @@ def fit(self:HybridRecommender,
         budget:float|None=None # Bytes training may use (see `recnb.ease.memory_budget`); None: no limit
        )->HybridRecommender:
     "Embed the items, choose λ (and rank) and the text weight on a validation split, fit on all interactions."
-    t0,p,times = time.time(),self.params,{}
-    def lap(step):
-        nonlocal t0
-        times[step] = round(time.time()-t0, 2); t0 = time.time()
+    p,lap = self.params,_Laps()
     unknown = ~interactions.item_id.isin(items.item_id)
     if unknown.any(): raise ValueError(f"{int(unknown.sum())} interactions name items missing from the catalogue (e.g. item_id {int(interactions.item_id[unknown].iloc[0])})")
     self.user_ids = np.unique(interactions.user_id.to_numpy(np.int64))
@@ -238,7 +244,7 @@ def fit(self:HybridRecommender,
     cf = _cf_items(X, p.min_item_count)
     solver, need = choose_solver(len(self.user_ids), len(cf), X.nnz, max(p.ranks), budget, p.solver, p.dense_max_items)
     lap('prepare')
-    items, stats = self._set_items(items, cache, progress)
+    items, embedding = self._set_items(items, cache, progress)
     lap('embed')
     tr, va = stratified_split(interactions, 1-p.valid_ratio, p.seed)
     Xtr, Xva = _interaction_matrix(tr, self.user_ids, self.item_ids), _interaction_matrix(va, self.user_ids, self.item_ids)
@@ -246,7 +252,7 @@ def fit(self:HybridRecommender,
     lap('split')
     grid, start = _validate(Xtr, Xva, self.text, self.text_proj, p, solver, progress)
     del Xtr, Xva
-    best = max(grid, key=lambda r: (r['ndcg'], -r['text_weight']))
+    best = _best(grid)
     lap('validate')
     win, wout = _fit_cf(X, cf, best, p, solver, start, progress)
     lap('fit')
@@ -254,9 +260,8 @@ def fit(self:HybridRecommender,
                 n_interactions=len(interactions), cf_items=len(cf))
     lap('fingerprint')
     solver = dict(name=solver, estimated_gb=round(need/GB, 2), budget_gb=None if budget is None else round(budget/GB, 2))
-    embedding = dict(model=MODEL_ID, total=stats.total, cached=stats.cached, embedded=stats.embedded)
     return self._finish(cf, win, wout, best, np.asarray(X.sum(0)).ravel(), X,
-                        dict(solver=solver, validation=grid, embedding=embedding, data=data, timings=times))
+                        dict(solver=solver, validation=grid, embedding=embedding, data=data, timings=dict(lap)))
 
 # %% ../nbs/05_model.ipynb #303586bc
 @patch

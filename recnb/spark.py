@@ -6,15 +6,15 @@ Docs: https://recnb.github.io/recnb/spark.html.md"""
 
 # %% ../nbs/06a_spark.ipynb #2f93fea6
 from __future__ import annotations
-import hashlib, operator, os, pickle, re, sys, time
+import hashlib, operator, os, pickle, re, sys
 from functools import partial, reduce
 from pathlib import Path
 import numpy as np, pandas as pd, scipy.sparse as sp
 from .config import Settings, get_settings
 from .data import DataValidationError, data_schema, fingerprint, load_items, validate_frame
 from .ease import gram_eig
-from .embeddings import EmbeddingCache, MODEL_ID
-from .model import HybridRecommender, Params, _lowrank_fit, _lowrank_grid, _profiles
+from .embeddings import EmbeddingCache
+from .model import HybridRecommender, Params, _Laps, _best, _lowrank_fit, _lowrank_grid, _profiles
 from .pipeline import data_files, ingested_path
 
 # %% auto #0
@@ -167,10 +167,7 @@ def spark_fit(settings:Settings, # `spark_master`, `model_name`, `data_dir` and 
              )->HybridRecommender:
     "Fit the recommender with Spark: the same validation grid and card as `HybridRecommender.fit`, low-rank solver."
     from pyspark.sql import SparkSession
-    s, p, times, t0 = settings, params or Params(), {}, time.time()
-    def lap(step):
-        nonlocal t0
-        times[step] = round(time.time()-t0, 2); t0 = time.time()
+    s, p, lap = settings, params or Params(), _Laps()
     own = SparkSession.getActiveSession() is None
     spark = spark_session(s)
     try:
@@ -184,7 +181,7 @@ def spark_fit(settings:Settings, # `spark_master`, `model_name`, `data_dir` and 
         lap('load')
         m = HybridRecommender(p, s.model_name)
         m.user_ids = users
-        items, stats = m._set_items(items, cache, progress)
+        items, embedding = m._set_items(items, cache, progress)
         lap('embed')
         from pyspark.sql import functions as F
         tr = x.filter(F.col('train'))
@@ -197,7 +194,7 @@ def spark_fit(settings:Settings, # `spark_master`, `model_name`, `data_dir` and 
         eig = gram_eig(G, max(p.ranks), seed=p.seed, progress=progress)
         grid = _lowrank_grid(G, eig, Xu, truth, cf_tr, m.n_items, _profiles(Xu, m.text) @ m.text_proj, m.text @ m.text_proj, p, progress)
         blocks.unpersist()
-        best = max(grid, key=lambda r: (r['ndcg'], -r['text_weight']))
+        best = _best(grid)
         lap('validate')
         blocks = _blocks(x, cf, n_parts)
         win, wout = _lowrank_fit(SparkGram(blocks, counts[cf].astype(np.float64)), cf, best, p, (eig[1], cf_tr), progress)
@@ -209,7 +206,6 @@ def spark_fit(settings:Settings, # `spark_master`, `model_name`, `data_dir` and 
         x.unpersist(); df.unpersist()
         lap('collect')
         solver = dict(name='lowrank', engine='spark', master=s.spark_master, partitions=n_parts)
-        embedding = dict(model=MODEL_ID, total=stats.total, cached=stats.cached, embedded=stats.embedded)
-        return m._finish(cf, win, wout, best, counts, seen, dict(solver=solver, validation=grid, embedding=embedding, data=data, timings=times))
+        return m._finish(cf, win, wout, best, counts, seen, dict(solver=solver, validation=grid, embedding=embedding, data=data, timings=dict(lap)))
     finally:
         if own: spark.stop()
