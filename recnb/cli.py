@@ -6,7 +6,7 @@ Docs: https://recnb.github.io/recnb/cli.html.md"""
 
 # %% ../nbs/30_cli.ipynb #e64dd690
 from __future__ import annotations
-import argparse, json, logging, sys
+import argparse, json, logging, os, sys
 from pathlib import Path
 from . import __version__
 from .config import get_settings
@@ -44,6 +44,7 @@ def parser()->argparse.ArgumentParser:
     s = sub.add_parser('serve', help='serve the HTTP API')
     s.add_argument('--host', help='default: RECNB_HOST (127.0.0.1)')
     s.add_argument('--port', type=int, help='default: RECNB_PORT (8000)')
+    s.add_argument('--workers', type=int, default=1, help='server processes (default 1); they share the logs, metrics and hot swaps')
     r = sub.add_parser('recommend', help='recommend from the newest model, in this process')
     who = r.add_mutually_exclusive_group(required=True)
     who.add_argument('--user', type=int, help='a user id')
@@ -116,12 +117,24 @@ def cmd_train(a):
     print("seconds per step: " + ', '.join(f"{k} {v:g}" for k, v in m.card['timings'].items()))
     print(f"saved to {path}; vectors in collection {m.collection}; registered as {m.name} {m.version} (validation)")
 
+def _multiprocess_metrics(s)->Path:
+    "Prometheus' multiprocess directory for the workers (`PROMETHEUS_MULTIPROC_DIR`, else under the home), emptied."
+    d = Path(os.environ.setdefault('PROMETHEUS_MULTIPROC_DIR', str(s.home/'monitoring'/'prometheus')))
+    d.mkdir(parents=True, exist_ok=True)
+    for f in d.glob('*.db'): f.unlink()  # counts of an earlier run
+    return d
+
 def cmd_serve(a):
     import uvicorn
-    from recnb.serving import create_app
     s = get_settings()
-    # the app configures JSON logging in its lifespan and logs one line per request itself
-    uvicorn.run(create_app(s), host=a.host or s.host, port=a.port or s.port, log_config=None, access_log=False)
+    if a.workers < 1: raise UsageError(f"--workers must be at least 1, got {a.workers}")
+    if a.workers > 1:
+        if s.embedded_backend == 'local' and not s.qdrant_url:
+            raise UsageError("--workers above 1 needs the qdrant-edge store or a Qdrant server: qdrant-client's local mode admits one process")
+        _multiprocess_metrics(s)
+    # each worker builds the app from the same settings; it configures JSON logging in its lifespan and logs one line per request itself
+    uvicorn.run('recnb.serving:create_app', factory=True, workers=a.workers, host=a.host or s.host, port=a.port or s.port,
+                log_config=None, access_log=False)
 
 def cmd_recommend(a):
     from recnb.pipeline import serving_model

@@ -6,14 +6,16 @@ Docs: https://recnb.github.io/recnb/logs.html.md"""
 
 # %% ../nbs/11_logs.ipynb #b1457256
 from __future__ import annotations
-import contextvars, logging, logging.config, logging.handlers, os, traceback
+import contextvars, logging, logging.config, os, stat, threading, traceback
 from contextlib import contextmanager
+from pathlib import Path
+from filelock import FileLock
 from pythonjsonlogger.json import JsonFormatter
 from .config import Settings, get_settings
 
 # %% auto #0
-__all__ = ['LOGGERS', 'log_context', 'set_log_context', 'RecnbJsonFormatter', 'SizeRotatingFileHandler', 'logging_config',
-           'configure_logging', 'get_logger']
+__all__ = ['LOGGERS', 'log_context', 'set_log_context', 'RecnbJsonFormatter', 'AppendLog', 'SharedRotatingFileHandler',
+           'logging_config', 'configure_logging', 'get_logger']
 
 # %% ../nbs/11_logs.ipynb #2bcc1575
 LOGGERS = ('recnb.api', 'recnb.model', 'recnb.registry', 'recnb.evaluation', 'recnb.monitoring', 'recnb.retraining')
@@ -58,24 +60,65 @@ class RecnbJsonFormatter(JsonFormatter):
         log_record.pop('_recnb_json', None)
 
 # %% ../nbs/11_logs.ipynb #6dd1899a
-class SizeRotatingFileHandler(logging.handlers.RotatingFileHandler):
-    "`RotatingFileHandler` that counts the bytes it writes rather than asking the file at every record."
-    def __init__(self, *args, **kw):
-        super().__init__(*args, **kw)
-        p = self.baseFilename
-        self._regular, self._size = not os.path.exists(p) or os.path.isfile(p), None
+class AppendLog:
+    "A file several processes append to, each write whole, rotated at `max_bytes` under a lock file."
+    def __init__(self, path, max_bytes:int=0, # 0: never rotate
+                 backups:int=0 # Rotated files kept: `path.1` ... `path.<backups>`
+                ):
+        self.path, self.max_bytes, self.backups = Path(path), max_bytes, backups
+        self._fd, self._ino, self._regular, self._lock = None, None, True, threading.Lock()
+        self._rotating = FileLock(self.path.with_name(f".{self.path.name}.lock"))
 
-    def shouldRollover(self, record)->bool:
-        if self.maxBytes <= 0 or not self._regular: return False
-        if self._size is None:
-            try: self._size = os.path.getsize(self.baseFilename)
-            except OSError: self._size = 0
-        n = len(self.format(record).encode(self.encoding or 'utf-8')) + len(self.terminator)
-        if self._size and self._size + n >= self.maxBytes:
-            self._size = n  # the record opens the new file
-            return True
-        self._size += n
-        return False
+    def write(self, data:bytes):
+        "Append `data` with one `write` call, rotating first if it would take the file past `max_bytes`."
+        with self._lock:
+            if self._fd is None or self._moved(): self._open()
+            if self.max_bytes > 0 and self._regular:
+                size = os.fstat(self._fd).st_size
+                if size and size + len(data) > self.max_bytes: self._rotate(len(data))
+            view = memoryview(data)
+            while view: view = view[os.write(self._fd, view):]
+
+    def _open(self):
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if self._fd is not None: os.close(self._fd)
+        st = os.fstat(fd)
+        self._fd, self._ino, self._regular = fd, st.st_ino, stat.S_ISREG(st.st_mode)
+
+    def _moved(self)->bool:
+        "Whether another process rotated (or removed) the file since this one opened it."
+        if not self._regular: return False
+        try: return os.stat(self.path).st_ino != self._ino
+        except FileNotFoundError: return True
+
+    def _rotate(self, n:int):
+        with self._rotating:
+            if not self._moved() and os.fstat(self._fd).st_size + n > self.max_bytes:  # nobody rotated it meanwhile
+                p = self.path
+                for i in range(self.backups - 1, 0, -1):
+                    src = p.with_name(f"{p.name}.{i}")
+                    if src.exists(): src.replace(p.with_name(f"{p.name}.{i+1}"))
+                if self.backups: p.replace(p.with_name(f"{p.name}.1"))
+                else: p.unlink()
+            self._open()
+
+    def close(self):
+        with self._lock:
+            if self._fd is not None: os.close(self._fd); self._fd = None
+
+class SharedRotatingFileHandler(logging.Handler):
+    "A logging handler that appends each record as one line to an `AppendLog`, safe across processes."
+    def __init__(self, filename, maxBytes:int=0, backupCount:int=0, encoding:str='utf-8'):
+        super().__init__()
+        self.baseFilename, self.encoding = os.fspath(filename), encoding
+        self.file = AppendLog(filename, maxBytes, backupCount)
+
+    def emit(self, record):
+        try: self.file.write((self.format(record) + '\n').encode(self.encoding))
+        except Exception: self.handleError(record)
+
+    def close(self):
+        self.file.close(); super().close()
 
 # %% ../nbs/11_logs.ipynb #67e129dd
 def logging_config(settings:Settings|None=None, console:bool=True,
@@ -83,7 +126,7 @@ def logging_config(settings:Settings|None=None, console:bool=True,
                   )->dict:
     "The `dictConfig` dictionary for recnb and uvicorn."
     s = settings or get_settings()
-    handlers = {'file': {'class': 'recnb.logs.SizeRotatingFileHandler', 'formatter': 'json', 'filename': str(s.logs_dir/'recnb.log'),
+    handlers = {'file': {'class': 'recnb.logs.SharedRotatingFileHandler', 'formatter': 'json', 'filename': str(s.logs_dir/'recnb.log'),
                          'maxBytes': s.log_max_bytes, 'backupCount': s.log_backups, 'encoding': 'utf-8'}}
     if console: handlers['console'] = {'class': 'logging.StreamHandler', 'formatter': 'json', 'stream': 'ext://sys.stderr'}
     names = list(handlers)

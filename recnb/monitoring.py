@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 import numpy as np
+from .logs import AppendLog
 
 # %% auto #0
 __all__ = ['METRICS', 'summarize', 'MetricsCollector', 'zscore', 'is_anomaly', 'degradation', 'AlertRule', 'Alerter', 'resources',
@@ -92,30 +93,19 @@ class MetricsCollector:
         return out
 
     def flush(self):
-        "Append the records not yet written to the JSONL file, rotating it at `max_bytes`."
+        "Append the records not yet written to the JSONL file (an `AppendLog`: several processes may share it)."
         with self._lock: todo, self._pending = self._pending, []
         if not todo: return
         with self._io:
-            if self._f is None: self._f = open(self.path, 'a', encoding='utf-8')
-            size, buf = self._f.tell(), []
+            if self._f is None: self._f = AppendLog(self.path, self.max_bytes, self.backups)
+            piece = min(1 << 16, self.max_bytes // 4) if self.max_bytes > 0 else 1 << 16  # bytes per write: rotation stays close to max_bytes
+            buf, size = [], 0
             for (t, lat, res, ms, cold, err), ep, ver in todo:
                 line = json.dumps(dict(time=t, endpoint=ep, latency_ms=lat, results=int(res), mean_score=None if ms != ms else ms,
                                        cold_start=bool(cold), error=bool(err), model_version=ver)) + '\n'
-                if size and size + len(line) > self.max_bytes:
-                    self._f.write(''.join(buf)); buf, size = [], 0
-                    self._rotate()
+                if buf and size + len(line) > piece: self._f.write(''.join(buf).encode()); buf, size = [], 0
                 buf.append(line); size += len(line)
-            self._f.write(''.join(buf)); self._f.flush()
-
-    def _rotate(self):
-        self._f.close()
-        p = self.path
-        for i in range(self.backups - 1, 0, -1):
-            src = p.with_name(f"{p.name}.{i}")
-            if src.exists(): src.replace(p.with_name(f"{p.name}.{i+1}"))
-        if self.backups: p.replace(p.with_name(f"{p.name}.1"))
-        else: p.unlink()
-        self._f = open(p, 'a', encoding='utf-8')
+            self._f.write(''.join(buf).encode())
 
     def close(self):
         "Write what is pending and close the file."

@@ -6,7 +6,7 @@ Docs: https://recnb.github.io/recnb/serving.html.md"""
 
 # %% ../nbs/20_serving.ipynb #b66b5b41
 from __future__ import annotations
-import asyncio, hmac, itertools, logging, time, uuid
+import asyncio, hmac, itertools, logging, os, time, uuid
 from collections import deque
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -24,7 +24,8 @@ from .registry import CorruptRegistry, IllegalTransition, NotFound, Registry, pa
 from .vectorstore import Filters, open_store
 from .logs import configure_logging, set_log_context
 from .monitoring import Alerter, AlertRule, MetricsCollector, check, resources
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest
+from filelock import FileLock
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest, multiprocess
 from fastapi.responses import PlainTextResponse
 
 # %% auto #0
@@ -88,7 +89,9 @@ def _load_production(app)->HybridRecommender|None:
     except NotFound: return None
     if e is None or (cur is not None and cur.version == e['version']): return None
     m = HybridRecommender.load(e['path'])
-    m = m.attach(app.state.store) if app.state.store.has_collection(m.collection_name) else m.index(app.state.store)
+    s.vectors_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(s.vectors_dir/'.serving.lock'):  # several workers: one indexes a missing collection, the others attach to it
+        m = m.attach(app.state.store) if app.state.store.has_collection(m.collection_name) else m.index(app.state.store)
     m.recommend(user_id=int(m.user_ids[0]), k=1); m.recommend(user_id=-1, k=1)  # open the shard, fill caches
     load_encoder()
     return m
@@ -182,9 +185,12 @@ def endpoint_label(path:str)->str:
 class Observer:
     "One app's Prometheus series, rolling metrics, request log lines, anomalies and alerts."
     def __init__(self, s:Settings):
-        self.registry = CollectorRegistry()
-        self.requests = Counter('recnb_requests', 'HTTP requests by endpoint and status', ['endpoint', 'status'], registry=self.registry)
-        self.latency = Histogram('recnb_request_duration_seconds', 'HTTP request latency', ['endpoint'], registry=self.registry,
+        self.registry = CollectorRegistry()  # what /metrics exports
+        self.multiprocess = bool(os.environ.get('PROMETHEUS_MULTIPROC_DIR'))
+        if self.multiprocess: multiprocess.MultiProcessCollector(self.registry)  # sums every worker's series from their files
+        series = CollectorRegistry() if self.multiprocess else self.registry
+        self.requests = Counter('recnb_requests', 'HTTP requests by endpoint and status', ['endpoint', 'status'], registry=series)
+        self.latency = Histogram('recnb_request_duration_seconds', 'HTTP request latency', ['endpoint'], registry=series,
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
         self.model = Info('recnb_model', 'The model being served', registry=self.registry)
         self.collector = MetricsCollector(path=s.home/'monitoring'/'requests.jsonl', max_bytes=s.log_max_bytes, backups=s.log_backups)
