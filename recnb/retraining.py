@@ -23,9 +23,9 @@ from .registry import NotFound, Registry, parse_version
 
 # %% auto #0
 __all__ = ['log', 'STATES', 'ingest', 'Decision', 'check_retrain', 'data_state', 'decision_key', 'DecisionCache', 'holdout_split',
-           'params_of', 'compare', 'JobNotFound', 'JobRunning', 'Jobs', 'scheduled_dir', 'run_notebook', 'retrain',
-           'start_retrain', 'evaluate_report', 'SchedulerRunning', 'scheduled_retrain', 'scheduled_evaluate',
-           'build_scheduler', 'run_scheduler']
+           'params_of', 'compare', 'trained_on', 'compare_with_production', 'JobNotFound', 'JobRunning', 'Jobs',
+           'scheduled_dir', 'run_notebook', 'retrain', 'start_retrain', 'evaluate_report', 'SchedulerRunning',
+           'scheduled_retrain', 'scheduled_evaluate', 'build_scheduler', 'run_scheduler']
 
 # %% ../nbs/40_retraining.ipynb #d37d31c1
 log = get_logger('retraining')
@@ -142,21 +142,47 @@ def params_of(card:dict):
     return Params(**{k: tuple(v) if isinstance(v, list) else v for k,v in card['params'].items()})
 
 def compare(candidate, # A fitted `HybridRecommender` (trained without the held-out interactions)
-            production, # The production `HybridRecommender`, or None
+            production, # The production `HybridRecommender` (trained without them too), or None
             train:pd.DataFrame, test:pd.DataFrame, k:int=10,
             margin:float=0., significance:bool=False, alpha:float=0.05)->dict:
-    "Score both on `test` (with `train` as history); whether the candidate should be promoted, and why."
+    "Score both on `test` (with `train` as history); the outcome, whether the candidate should be promoted, and why."
     a = evaluate_model(candidate, train, test, k)
     out = dict(k=k, margin=margin, significance=significance, alpha=alpha, candidate=a.summary(), production=None, test=None)
-    if production is None: return dict(out, promote=True, reason='there is no production version: the candidate is the first')
+    if production is None: return dict(out, outcome='better', promote=True, reason='there is no production version: the candidate is the first')
     b = evaluate_model(production, train, test, k)
     _, ia, ib = np.intersect1d(a.users, b.users, return_indices=True)
     t = paired_test(a.per_user['ndcg'][ia], b.per_user['ndcg'][ib])
-    better, sig = t['effect'] > margin, t['p_value'] < alpha
-    reason = (f"candidate NDCG@{k} {t['mean_a']:.4f} vs production {t['mean_b']:.4f} on {t['n']} held-out users: "
+    better, sig = t['effect'] > margin, t['p_value'] < alpha or not significance
+    outcome = 'better' if better and sig else 'worse' if t['effect'] < 0 and sig else 'tie'
+    reason = (f"{outcome}: candidate NDCG@{k} {t['mean_a']:.4f} vs production {t['mean_b']:.4f} on {t['n']} held-out users: "
               f"{t['effect']:+.4f} {'>' if better else '<='} margin {margin:g}")
-    if significance: reason += f"; p = {t['p_value']:.3g} {'<' if sig else '>='} alpha {alpha:g}"
-    return dict(out, production=b.summary(), test=t, promote=bool(better and (sig or not significance)), reason=reason)
+    if significance: reason += f"; p = {t['p_value']:.3g} {'<' if t['p_value'] < alpha else '>='} alpha {alpha:g}"
+    return dict(out, production=b.summary(), test=t, outcome=outcome, promote=outcome == 'better', reason=reason)
+
+def trained_on(model, interactions:pd.DataFrame)->int:
+    "How many of `interactions` (user-item pairs) `model` was trained on."
+    return int(model.interactions_matrix(interactions).multiply(model.seen).nnz)
+
+def compare_with_production(items:pd.DataFrame, interactions:pd.DataFrame, # The current data
+                            candidate, # The candidate's `Params` (its recipe)
+                            production:dict|None, # The registry's production version, or None
+                            cache=None, # `EmbeddingCache`
+                            holdout:float=0.05, k:int=10, margin:float=0., significance:bool=False, alpha:float=0.05,
+                            progress:bool=False)->dict:
+    "`compare` on the newest `holdout` share of `interactions`, which neither side trained on; `production_scored` says how."
+    from recnb.model import HybridRecommender
+    rest, newest = holdout_split(interactions, holdout)
+    cand = HybridRecommender(candidate).fit(items, rest, cache, progress=progress)
+    prod, how = None, None
+    if production is not None:
+        prod, how = HybridRecommender.load(production['path']), 'as served'
+        if trained_on(prod, newest):
+            recipe, how = params_of(production), 'refitted on the same data'
+            prod = cand if recipe == candidate else HybridRecommender(recipe).fit(items, rest, cache, progress=progress)
+    c = compare(cand, prod, rest, newest, k, margin, significance, alpha)
+    if how: c['reason'] += f" (production {how})"
+    return dict(c, production_scored=how, holdout=holdout, n_test=len(newest))
+
 
 # %% ../nbs/40_retraining.ipynb #9e581744
 STATES = ('pending', 'running', 'succeeded', 'failed', 'skipped')
