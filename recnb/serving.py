@@ -58,7 +58,7 @@ class RecommendRequest(BaseModel):
         'examples': [{'user_id': 1, 'k': 10}, {'query': 'animated movie about toys', 'k': 5}],
         'oneOf': [{'required': [n], 'properties': {n: {'not': {'type': 'null'}}}} for n in ('user_id', 'items', 'query')]})  # `_one` as a schema
     user_id:int|None = Field(None, ge=0, description="A user's id; unknown users get popular items (`cold_start`)")
-    items:list[int]|None = Field(None, min_length=1, max_length=1000, description="Ids of items the user likes")
+    items:list[Annotated[int, Field(ge=0, le=2**63 - 1)]]|None = Field(None, min_length=1, max_length=1000, description="Ids of items the user likes")  # ids are int64
     query:str|None = Field(None, min_length=1, max_length=1000, description="Free text, e.g. 'animated movie about toys'")
     k:int = Field(10, ge=1, le=100, description="Number of items to return")
     filters:FiltersIn|None = None
