@@ -69,7 +69,7 @@ _name_re = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
 def check_name(name:str # A model or collection name
               )->str:
     "Return `name` if it is safe as a file and collection name, else raise `ValueError`."
-    if not isinstance(name, str) or not _name_re.match(name) or '..' in name:
+    if not isinstance(name, str) or not _name_re.fullmatch(name) or '..' in name:
         raise ValueError(f"invalid name {name!r}: use letters, digits, '_', '-' or '.', at most 64 characters, no '..'")
     return name
 

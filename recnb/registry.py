@@ -37,11 +37,11 @@ class IllegalTransition(RegistryError):
 class CorruptRegistry(RegistryError):
     "The registry file cannot be read; it is left untouched."
 
-_semver_re = re.compile(r'^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$')
+_semver_re = re.compile(r'^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$')
 
 def parse_version(v:str)->tuple[int, int, int]:
     "(major, minor, patch) of a `MAJOR.MINOR.PATCH` string, or `ValueError`."
-    m = _semver_re.match(v) if isinstance(v, str) else None
+    m = _semver_re.fullmatch(v) if isinstance(v, str) else None
     if not m: raise ValueError(f"invalid version {v!r}: expected MAJOR.MINOR.PATCH, e.g. 1.0.0")
     return tuple(map(int, m.groups()))
 

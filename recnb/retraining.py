@@ -186,7 +186,7 @@ def compare_with_production(items:pd.DataFrame, interactions:pd.DataFrame, # The
 
 # %% ../nbs/40_retraining.ipynb #9e581744
 STATES = ('pending', 'running', 'succeeded', 'failed', 'skipped')
-_job_id = re.compile(r'^\d{8}T\d{6}Z-[0-9a-f]{6}$')
+_job_id = re.compile(r'^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$')
 
 class JobNotFound(KeyError):
     def __str__(self): return self.args[0]
@@ -226,7 +226,7 @@ class Jobs:
 
     def get(self, job_id:str)->dict:
         "One job; `JobNotFound` for an unknown id, `ValueError` for a malformed one."
-        if not _job_id.match(job_id or ''): raise ValueError(f"invalid job id {job_id!r}: expected YYYYMMDDTHHMMSSZ-xxxxxx")
+        if not _job_id.fullmatch(job_id or ''): raise ValueError(f"invalid job id {job_id!r}: expected YYYYMMDDTHHMMSSZ-xxxxxx")
         p = self.root/f"{job_id}.json"
         if not p.exists(): raise JobNotFound(f"no job {job_id!r}")
         return json.loads(p.read_text())

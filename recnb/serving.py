@@ -9,34 +9,38 @@ from __future__ import annotations
 import asyncio, hmac, itertools, logging, os, time, uuid
 from collections import deque
 from contextlib import asynccontextmanager
-from typing import Annotated
-from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Header, HTTPException, Request, Response
+from typing import Annotated, Any, Literal
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Header, HTTPException, Query, Request, Response, Security
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import APIKeyHeader
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from . import __version__
 from .config import Settings, check_name, get_settings
 from .embeddings import load_encoder
 from .mirror import sync_quietly
 from .model import HybridRecommender, UnknownItems
 from .pipeline import serving_model
-from .registry import CorruptRegistry, IllegalTransition, NotFound, Registry, parse_version
+from .registry import STAGES, CorruptRegistry, IllegalTransition, NotFound, Registry, parse_version
 from .vectorstore import Filters, open_store
 from .logs import configure_logging, set_log_context
 from .monitoring import Alerter, AlertRule, MetricsCollector, check, resources
 from filelock import FileLock
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest, multiprocess
-from fastapi.responses import PlainTextResponse
 
 # %% auto #0
-__all__ = ['log', 'FiltersIn', 'RecommendRequest', 'RecItem', 'RecommendResponse', 'refresh', 'lifespan', 'create_app',
-           'recommend', 'endpoint_label', 'Observer', 'ObserveMiddleware', 'operations_router', 'FaultsIn',
-           'set_faults', 'require_api_key', 'ActionIn', 'models_router', 'RetrainIn', 'retraining_router']
+__all__ = ['log', 'api_key_header', 'NAME_PATTERN', 'VERSION_PATTERN', 'JOB_ID_PATTERN', 'NameParam', 'VersionParam',
+           'JobIdParam', 'FiltersIn', 'RecommendRequest', 'ErrorOut', 'RecItem', 'RecommendResponse', 'refresh',
+           'lifespan', 'create_app', 'recommend', 'endpoint_label', 'Observer', 'ObserveMiddleware',
+           'operations_router', 'FaultsIn', 'set_faults', 'error_responses', 'require_api_key', 'ActionIn',
+           'VersionOut', 'ModelSummary', 'ModelOut', 'StageChange', 'models_router', 'RetrainIn', 'JobOut',
+           'JobStarted', 'retraining_router']
 
 # %% ../nbs/20_serving.ipynb #276e012e
 class FiltersIn(BaseModel):
     "Payload filters of a request."
-    model_config = ConfigDict(extra='forbid')
+    model_config = ConfigDict(extra='forbid', strict=True)
     genres:list[str]|None = Field(None, description="Keep items of any of these genres (case-insensitive)", examples=[['Comedy']])
     year_min:int|None = Field(None, ge=1800, le=2100, description="Earliest release year")
     year_max:int|None = Field(None, ge=1800, le=2100, description="Latest release year")
@@ -51,9 +55,11 @@ class FiltersIn(BaseModel):
 
 class RecommendRequest(BaseModel):
     "Whom to recommend for (exactly one of `user_id`, `items`, `query`) and how."
-    model_config = ConfigDict(extra='forbid', json_schema_extra={'examples': [{'user_id': 1, 'k': 10}, {'query': 'animated movie about toys', 'k': 5}]})
+    model_config = ConfigDict(extra='forbid', strict=True, json_schema_extra={
+        'examples': [{'user_id': 1, 'k': 10}, {'query': 'animated movie about toys', 'k': 5}],
+        'oneOf': [{'required': [n], 'properties': {n: {'not': {'type': 'null'}}}} for n in ('user_id', 'items', 'query')]})  # `_one` as a schema
     user_id:int|None = Field(None, ge=0, description="A user's id; unknown users get popular items (`cold_start`)")
-    items:list[int]|None = Field(None, min_length=1, max_length=1000, description="Ids of items the user likes")
+    items:list[Annotated[int, Field(ge=0, le=2**63 - 1)]]|None = Field(None, min_length=1, max_length=1000, description="Ids of items the user likes")  # ids are int64
     query:str|None = Field(None, min_length=1, max_length=1000, description="Free text, e.g. 'animated movie about toys'")
     k:int = Field(10, ge=1, le=100, description="Number of items to return")
     filters:FiltersIn|None = None
@@ -64,6 +70,10 @@ class RecommendRequest(BaseModel):
         given = [n for n in ('user_id', 'items', 'query') if getattr(self, n) is not None]
         if len(given)!=1: raise ValueError(f"give exactly one of user_id, items or query (got {given or 'none'})")
         return self
+
+class ErrorOut(BaseModel):
+    "The body of every error but 422 (whose `detail` lists the fields at fault)."
+    detail:str = Field(examples=["model 'nope' not found"])
 
 class RecItem(BaseModel):
     "One recommended item."
@@ -140,11 +150,12 @@ def create_app(settings:Settings|None=None # Defaults to `get_settings()`
     s = app.state.settings = settings or get_settings()
     app.state.observer = Observer(s)
     if s.monitoring: app.add_middleware(ObserveMiddleware, observer=app.state.observer)
-    app.post('/recommend', response_model=RecommendResponse, tags=['recommend'])(recommend)
+    app.post('/recommend', response_model=RecommendResponse, tags=['recommend'],
+             responses={200: {'headers': {'X-Request-ID': {'description': 'The request id', 'schema': {'type': 'string'}}}}, **error_responses(400, 503)})(recommend)
     app.include_router(operations_router())
     app.include_router(models_router())
     app.include_router(retraining_router())
-    if s.fault_injection: app.post('/debug/faults', tags=['operations'], dependencies=[Depends(require_api_key)])(set_faults)
+    if s.fault_injection: app.post('/debug/faults', tags=['operations'], dependencies=[Depends(require_api_key)], responses=error_responses(400, 401))(set_faults)
     for exc,code in ((NotFound, 404), (IllegalTransition, 409), (CorruptRegistry, 503)):
         app.add_exception_handler(exc, lambda req, e, code=code: JSONResponse({'detail': str(e)}, status_code=code))
     return app
@@ -303,7 +314,7 @@ def operations_router()->APIRouter:
         "The process is alive."
         return {'status': 'alive'}
 
-    @r.get('/readyz')
+    @r.get('/readyz', responses={503: {'description': 'Not ready: `failing` names the components that fail', 'content': {'application/json': {}}}})
     async def readyz(request:Request):
         "Ready to serve: model loaded, vector store reachable, registry readable (503 naming what fails)."
         comps = await run_in_threadpool(_components, request.app)
@@ -311,7 +322,7 @@ def operations_router()->APIRouter:
         body = {'status': 'ready' if not failing else 'not ready', 'failing': failing, 'components': comps}
         return JSONResponse(body, status_code=503 if failing else 200)
 
-    @r.get('/health')
+    @r.get('/health', responses={503: {'description': 'A component fails: `failing` names it', 'content': {'application/json': {}}}})
     async def health(request:Request):
         "Every component's status, resources and the model being served."
         app = request.app; m = app.state.model
@@ -322,7 +333,8 @@ def operations_router()->APIRouter:
                     vector_store=type(app.state.store).__name__, resources=resources(app.state.settings.home))
         return JSONResponse(body, status_code=503 if failing else 200)
 
-    @r.get('/metrics')
+    @r.get('/metrics', response_class=PlainTextResponse,
+           responses={200: {'content': {'text/plain': {'schema': {'type': 'string'}}}, 'description': 'Prometheus text format'}})
     async def metrics(request:Request):
         "Prometheus text format."
         o, m = request.app.state.observer, request.app.state.model
@@ -341,7 +353,7 @@ def operations_router()->APIRouter:
 
 class FaultsIn(BaseModel):
     "Latency to inject into `/recommend` (fault drills)."
-    model_config = ConfigDict(extra='forbid')
+    model_config = ConfigDict(extra='forbid', strict=True)
     latency_ms:float = Field(0, ge=0, le=60_000, description="Delay added to every /recommend")
 
 async def set_faults(body:FaultsIn, request:Request)->dict:
@@ -350,78 +362,120 @@ async def set_faults(body:FaultsIn, request:Request)->dict:
     return {'latency_ms': body.latency_ms}
 
 # %% ../nbs/20_serving.ipynb #0abe6569
+_meaning = {400: "The body cannot be parsed (not UTF-8 JSON)", 401: "Missing or wrong API key, or the server has no RECNB_API_KEY",
+            404: "No such model, version or job", 409: "The registry refuses this stage change",
+            503: "The model, the vector store or the registry is not available"}
+
+def error_responses(*codes:int)->dict:
+    "FastAPI `responses` for these error statuses, each with its meaning and an `ErrorOut` body."
+    auth = {'headers': {'WWW-Authenticate': {'description': 'X-API-Key', 'schema': {'type': 'string'}}}}
+    return {c: {'model': ErrorOut, 'description': _meaning[c], **(auth if c == 401 else {})} for c in codes}
+
+api_key_header = APIKeyHeader(name='X-API-Key', auto_error=False, description="The server's RECNB_API_KEY")
+
 def _has_key(s:Settings, x_api_key:str|None)->bool:
     "Whether the request carries the configured API key (compared in constant time)."
     return s.api_key is not None and x_api_key is not None and hmac.compare_digest(x_api_key.encode(), s.api_key.get_secret_value().encode())
 
-async def require_api_key(request:Request, x_api_key:Annotated[str|None, Header()]=None):
+async def require_api_key(request:Request, x_api_key:Annotated[str|None, Security(api_key_header)]=None):
     "Refuse the request (401) unless it carries the configured API key."
     s = request.app.state.settings
     if s.api_key is None: raise HTTPException(401, "mutating endpoints are disabled: the server has no RECNB_API_KEY", headers={'WWW-Authenticate': 'X-API-Key'})
     if not _has_key(s, x_api_key):
         raise HTTPException(401, "missing or wrong API key (send it in the X-API-Key header)", headers={'WWW-Authenticate': 'X-API-Key'})
 
-def _check(name:str, version:str|None=None):
-    try:
-        check_name(name)
-        if version is not None: parse_version(version)
-    except ValueError as e: raise HTTPException(422, [{'loc': ['path', 'version' if version is not None and 'version' in str(e) else 'name'], 'msg': str(e), 'type': 'value_error'}])
-
 class ActionIn(BaseModel):
     "Who asks for a promotion or rollback, and why (recorded in the audit log)."
-    model_config = ConfigDict(extra='forbid')
+    model_config = ConfigDict(extra='forbid', strict=True)
     actor:str = Field('api', max_length=200)
     reason:str = Field('', max_length=2000)
+
+# %% ../nbs/20_serving.ipynb #7f3b2c91
+NAME_PATTERN = r'^[A-Za-z0-9](\.?[A-Za-z0-9_-])*\.?$'  # `check_name`, with at most 64 characters: no '..'
+VERSION_PATTERN = r'^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$'
+JOB_ID_PATTERN = r'^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$'
+
+def _version(v:str)->str: parse_version(v); return v
+
+NameParam = Annotated[str, AfterValidator(check_name), PathParam(description="A model's name: letters, digits, '_', '-' or '.', at most 64 characters, no '..'",
+                                                                  json_schema_extra={'pattern': NAME_PATTERN, 'maxLength': 64}, examples=['movielens'])]
+VersionParam = Annotated[str, AfterValidator(_version), PathParam(description='MAJOR.MINOR.PATCH', json_schema_extra={'pattern': VERSION_PATTERN}, examples=['1.0.0'])]
+JobIdParam = Annotated[str, PathParam(description='YYYYMMDDTHHMMSSZ-xxxxxx', json_schema_extra={'pattern': JOB_ID_PATTERN}, examples=['20260101T000000Z-abcdef'])]
+
+def _check(name:str):
+    "A 422 naming the path's `name` unless it is a valid name."
+    try: check_name(name)
+    except ValueError as e: raise HTTPException(422, [{'loc': ['path', 'name'], 'msg': str(e), 'type': 'value_error'}])
+
+# %% ../nbs/20_serving.ipynb #4b9c1d53
+class VersionOut(BaseModel):
+    "One version of a model: stage, recipe, metrics, where its files and vectors are."
+    model_config = ConfigDict(extra='allow')
+    version:str; stage:Literal[STAGES]; created_at:str; deployed_at:str|None = None
+    params:dict[str, Any] = {}; metrics:dict[str, Any] = {}; tags:dict[str, str] = {}
+    data_fingerprint:str|None = None; embedding_model:str|None = None
+    collection:str|None = None; path:str|None = None; report:str|None = None; mlflow:dict[str, Any]|None = None
+
+class ModelSummary(BaseModel):
+    "A model, its production version and how many versions it has."
+    name:str; production:str|None; versions:int; created_at:str
+
+class ModelOut(BaseModel):
+    "A model and all its versions."
+    model_config = ConfigDict(extra='allow')
+    name:str; created_at:str; production:str|None; versions:dict[str, VersionOut]
+
+class StageChange(BaseModel):
+    "One entry of a model's history: which version moved from what stage to what, when, by whom and why."
+    model_config = ConfigDict(extra='allow')
+    time:str; model:str; version:str; from_stage:Literal[STAGES]|None; to_stage:Literal[STAGES]; actor:str; reason:str
 
 # %% ../nbs/20_serving.ipynb #3bedd274
 def models_router()->APIRouter:
     "Routes of the model registry: list, show, production, history, promote, rollback."
-    r = APIRouter(prefix='/models', tags=['models'])
+    r = APIRouter(prefix='/models', tags=['models'], responses=error_responses(503))
     reg = lambda req: req.app.state.registry
 
-    @r.get('')
-    async def list_models(request:Request)->list[dict]:
+    name = {'name': '$response.body#/0/name'}
+    @r.get('', responses={200: {'links': {'show': {'operationId': 'show_model', 'parameters': name}, 'rollback': {'operationId': 'rollback', 'parameters': name}}}})
+    async def list_models(request:Request)->list[ModelSummary]:
         "Every model with its production version."
         return await run_in_threadpool(reg(request).models)
 
-    @r.get('/{name}/production')
-    async def production(name:str, request:Request)->dict:
+    @r.get('/{name}/production', responses=error_responses(404))
+    async def production(name:NameParam, request:Request)->VersionOut:
         "The production version of a model."
-        _check(name)
         e = await run_in_threadpool(reg(request).production, name)
         if e is None: raise HTTPException(404, f"model {name!r} has no production version")
         return e
 
-    @r.get('/{name}/history')
-    async def history(name:str, request:Request)->list[dict]:
+    @r.get('/{name}/history', responses=error_responses(404))
+    async def history(name:NameParam, request:Request)->list[StageChange]:
         "Every stage change of a model, oldest first."
-        _check(name)
         return await run_in_threadpool(reg(request).history, name)
 
-    @r.post('/{name}/versions/{version}/promote', dependencies=[Depends(require_api_key)])
-    async def promote(name:str, version:str, request:Request, background:BackgroundTasks, body:ActionIn|None=None)->dict:
+    @r.post('/{name}/versions/{version}/promote', operation_id='promote', dependencies=[Depends(require_api_key)], responses=error_responses(400, 401, 404, 409))
+    async def promote(name:NameParam, version:VersionParam, request:Request, background:BackgroundTasks, body:ActionIn|None=None)->VersionOut:
         "Put a version in production; the previous one is archived. Needs the API key."
-        _check(name, version)
         b, app = body or ActionIn(), request.app
         e = await run_in_threadpool(reg(request).promote, name, version, b.actor, b.reason, app.state.store)
         if name == app.state.settings.model_name: await refresh(app)
         background.add_task(sync_quietly, app.state.settings, reg(request), name)
         return e
 
-    @r.post('/{name}/rollback', dependencies=[Depends(require_api_key)])
-    async def rollback(name:str, request:Request, background:BackgroundTasks, body:ActionIn|None=None)->dict:
+    @r.post('/{name}/rollback', operation_id='rollback', dependencies=[Depends(require_api_key)], responses=error_responses(400, 401, 404, 409))
+    async def rollback(name:NameParam, request:Request, background:BackgroundTasks, body:ActionIn|None=None)->VersionOut:
         "Put the previous production version back. Needs the API key."
-        _check(name)
         b, app = body or ActionIn(reason='rollback'), request.app
         e = await run_in_threadpool(reg(request).rollback, name, b.actor, b.reason or 'rollback', app.state.store)
         if name == app.state.settings.model_name: await refresh(app)
         background.add_task(sync_quietly, app.state.settings, reg(request), name)
         return e
 
-    @r.get('/{name}')
-    async def show(name:str, request:Request)->dict:
+    @r.get('/{name}', operation_id='show_model', responses={**error_responses(404), 200: {'links': {'promote': {'operationId': 'promote',
+           'parameters': {'name': '$response.body#/name', 'version': '$response.body#/production'}}}}})
+    async def show(name:NameParam, request:Request)->ModelOut:
         "A model and all its versions."
-        _check(name)
         return await run_in_threadpool(reg(request).get, name)
 
     @r.api_route('/{rest:path}', methods=['GET', 'POST'], include_in_schema=False)
@@ -435,10 +489,23 @@ def models_router()->APIRouter:
 # %% ../nbs/20_serving.ipynb #2624412c
 class RetrainIn(BaseModel):
     "Whether to start a job, and how."
-    model_config = ConfigDict(extra='forbid')
+    model_config = ConfigDict(extra='forbid', strict=True)
     run:bool = Field(False, description="Start a retraining job when due (or forced); needs the API key")
     force:bool = Field(False, description="Retrain even when not due")
     reason:str = Field('', max_length=2000)
+
+class JobOut(BaseModel):
+    "A retraining job: state, reason, timings, the decision, the version it trained and whether it was promoted, its report or error."
+    model_config = ConfigDict(extra='allow')
+    id:str; kind:str; state:Literal['pending', 'running', 'succeeded', 'failed', 'skipped']; trigger:str; reason:str
+    created_at:str; started_at:str|None = None; finished_at:str|None = None; duration_s:float|None = None
+    decision:dict[str, Any]|None = None; version:str|None = None; promoted:bool|None = None; promotion_reason:str|None = None
+    report:str|None = None; report_html:str|None = None; embedding:dict[str, Any]|None = None; comparison:dict[str, Any]|None = None
+    error:str|None = None
+
+class JobStarted(BaseModel):
+    "The decision, and the job started (202)."
+    decision:dict[str, Any]; job:JobOut
 
 def _live_degradation(app)->dict|None:
     "The last 5 minutes' mean latency, error share and score against the last hour's, or None without enough requests."
@@ -464,8 +531,11 @@ def retraining_router()->APIRouter:
     from recnb.retraining import JobNotFound, JobRunning, Jobs, start_retrain
     r = APIRouter(tags=['retraining'])
 
-    @r.post('/retrain/check')
-    async def retrain_check(request:Request, body:RetrainIn|None=None, x_api_key:Annotated[str|None, Header()]=None):
+    started = {'model': JobStarted, 'description': 'A job started: follow it at /jobs/{job_id}',
+               'links': {'job': {'operationId': 'get_job', 'parameters': {'job_id': '$response.body#/job/id'}}}}
+    @r.post('/retrain/check', openapi_extra={'security': [{}]},  # the key is optional: needed only to run a job
+            responses={202: started, **error_responses(400, 401, 503), 409: {'model': ErrorOut, 'description': 'Another retraining job is running'}})
+    async def retrain_check(request:Request, body:RetrainIn|None=None, x_api_key:Annotated[str|None, Security(api_key_header)]=None):
         "Whether retraining is due (without the API key: the last decision while data and registry are unchanged, `cached`); with `run` (and the key), start a job and return its id."
         app, b = request.app, body or RetrainIn()
         if b.run: await require_api_key(request, x_api_key)
@@ -478,14 +548,13 @@ def retraining_router()->APIRouter:
         except JobRunning as e: raise HTTPException(409, str(e))
         return JSONResponse({'decision': d.to_dict(), 'job': job}, status_code=202)
 
-    @r.get('/jobs')
-    async def list_jobs(request:Request, limit:int=20)->list[dict]:
+    @r.get('/jobs', responses={200: {'links': {'job': {'operationId': 'get_job', 'parameters': {'job_id': '$response.body#/0/id'}}}}})
+    async def list_jobs(request:Request, limit:Annotated[int, Query(ge=1, le=1000, description='How many jobs, newest first')]=20)->list[JobOut]:
         "The newest retraining jobs."
-        if not 1 <= limit <= 1000: raise HTTPException(422, [{'loc': ['query', 'limit'], 'msg': 'limit must be between 1 and 1000', 'type': 'value_error'}])
         return await run_in_threadpool(Jobs.from_settings(request.app.state.settings).newest, limit)
 
-    @r.get('/jobs/{job_id}')
-    async def get_job(job_id:str, request:Request)->dict:
+    @r.get('/jobs/{job_id}', operation_id='get_job', responses=error_responses(404))
+    async def get_job(job_id:JobIdParam, request:Request)->JobOut:
         "One retraining job: state, reason, timings, version, promotion, report, error."
         try: return await run_in_threadpool(Jobs.from_settings(request.app.state.settings).get, job_id)
         except JobNotFound as e: raise HTTPException(404, str(e))
