@@ -40,11 +40,13 @@ class Params:
     k:int = 10  # Cut-off of the validation metric (NDCG@k)
     seed:int = 42
 
+# %% ../nbs/05_model.ipynb #ad60e3b1
 @dataclass
 class Rec:
     "One recommended item."
     item_id:int; title:str; score:float; cold_start:bool = False
 
+# %% ../nbs/05_model.ipynb #a54c0c46
 @dataclass
 class Recommendations:
     "A list of recommendations and whether it is a cold-start answer."
@@ -58,30 +60,33 @@ class HybridRecommender:
         self.card,self.store,self.collection = {},None,None
         self._items,self._items_path,self._seen = None,None,None
 
-    @property
-    def n_items(self): return len(self.item_ids)
-
-    @property
-    def items(self)->pd.DataFrame:
-        "The catalogue (`item_id`, `title`, `genres`, `year`), read from the model's directory when first needed."
-        if self._items is None and self._items_path is not None: self._items = pd.read_parquet(self._items_path)
-        return self._items
-
-    @items.setter
-    def items(self, df): self._items = df
-
-    @property
-    def seen(self)->sp.csr_matrix:
-        "Each known user's items: a binary (users × items) CSR matrix."
-        if self._seen is None:
-            ind, ptr = self._seen_arrays
-            self._seen = sp.csr_matrix((np.ones(len(ind), np.float32), ind, ptr), shape=(len(self.user_ids), self.n_items))
-        return self._seen
-
-    @seen.setter
-    def seen(self, X): self._seen = X; self._seen_arrays = (X.indices, X.indptr)
-
     def __repr__(self): return f"HybridRecommender({self.name} {self.version}, {len(getattr(self, 'item_ids', []))} items)"
+
+# %% ../nbs/05_model.ipynb #8b549b26
+@patch(as_prop=True)
+def n_items(self:HybridRecommender): return len(self.item_ids)
+
+# %% ../nbs/05_model.ipynb #7dc7d82d
+@patch(as_prop=True)
+def items(self:HybridRecommender)->pd.DataFrame:
+    "The catalogue (`item_id`, `title`, `genres`, `year`), read from the model's directory when first needed."
+    if self._items is None and self._items_path is not None: self._items = pd.read_parquet(self._items_path)
+    return self._items
+
+@patch(set_prop=True)
+def items(self:HybridRecommender, df): self._items = df
+
+# %% ../nbs/05_model.ipynb #cc06ad46
+@patch(as_prop=True)
+def seen(self:HybridRecommender)->sp.csr_matrix:
+    "Each known user's items: a binary (users × items) CSR matrix."
+    if self._seen is None:
+        ind, ptr = self._seen_arrays
+        self._seen = sp.csr_matrix((np.ones(len(ind), np.float32), ind, ptr), shape=(len(self.user_ids), self.n_items))
+    return self._seen
+
+@patch(set_prop=True)
+def seen(self:HybridRecommender, X): self._seen = X; self._seen_arrays = (X.indices, X.indptr)
 
 # %% ../nbs/05_model.ipynb #cbfe5a39
 def _interaction_matrix(df, user_ids, item_ids):
@@ -90,11 +95,13 @@ def _interaction_matrix(df, user_ids, item_ids):
     X.data[:] = 1
     return X
 
+# %% ../nbs/05_model.ipynb #f0920710
 def _profiles(X, E):
     "Normalised mean text embedding of each row's items."
     P = np.asarray(X @ E, dtype=np.float32)
     return P / np.maximum(np.linalg.norm(P, axis=1, keepdims=True), 1e-9)
 
+# %% ../nbs/05_model.ipynb #ae15e472
 def _cf_items(X, min_count):
     return np.flatnonzero(np.asarray(X.sum(0)).ravel() >= min_count)
 
@@ -112,6 +119,7 @@ def _text_basis(E, dims):
     if not dims or dims >= E.shape[1]: return np.eye(E.shape[1], dtype=np.float32)
     return np.linalg.svd(E.astype(np.float64), full_matrices=False)[2][:dims].T.astype(np.float32)
 
+# %% ../nbs/05_model.ipynb #284fd984
 def _std(Q, W, n):
     "Standard deviation of the entries of `Q @ W.T` spread over `n` columns (`Q` itself when `W` is None; other columns 0)."
     Q = np.asarray(Q, np.float64)
@@ -126,6 +134,7 @@ def _dense_candidates(Xtr, Xu, cf, p:Params, progress):
     for lam in tqdm(p.lambdas, desc='validation', disable=not progress, leave=False):
         yield dict(lam=float(lam)), np.asarray(Xu[:, cf] @ ease(Xtr[:, cf], lam)), None
 
+# %% ../nbs/05_model.ipynb #8ce4ba91
 def _lowrank_candidates(G, eig, Xu, cf, p:Params, progress):
     "Validation factors for each (rank, λ), by low-rank EASE from one eigendecomposition."
     w, V = eig
@@ -153,6 +162,7 @@ def _grid(cands, Xu, truth, cf, n, tq, tv, p:Params, weights=None, block_bytes=2
         rows += [dict(info, text_weight=float(w), ndcg=float(np.nanmean(np.concatenate(v))), sigma_cf=sc, sigma_text=st) for w,v in nd.items()]
     return rows
 
+# %% ../nbs/05_model.ipynb #2455947a
 def _lowrank_grid(G, eig, Xu, truth, cf, n, tq, tv, p:Params, progress):
     "The low-rank solver's grid in two stages: every (rank, λ) without text, then the text weights at the best of them."
     rows = _grid(_lowrank_candidates(G, eig, Xu, cf, p, progress), Xu, truth, cf, n, tq, tv, p, weights=(0.,))
@@ -160,6 +170,7 @@ def _lowrank_grid(G, eig, Xu, truth, cf, n, tq, tv, p:Params, progress):
     at = Params(**{**asdict(p), 'ranks': (b['rank'],), 'lambdas': (b['lam'],)})
     return rows + _grid(_lowrank_candidates(G, eig, Xu, cf, at, False), Xu, truth, cf, n, tq, tv, p, weights=[w for w in p.text_weights if w])
 
+# %% ../nbs/05_model.ipynb #8af014d2
 def _validate(Xtr, Xva, E, P, p:Params, solver:str, progress=True):
     "The validation grid's rows and, for the low-rank solver, its eigendecomposition with the cf items it covers."
     users = np.flatnonzero(np.diff(Xva.indptr) > 0)
@@ -180,11 +191,13 @@ def _lowrank_fit(G, cf, best, p:Params, start, progress):
     w, V = gram_eig(G, best['rank'], n_iter=2, seed=p.seed, start=S, progress=progress)
     return lowrank_ease(V, w, G.diag, best['lam'])
 
+# %% ../nbs/05_model.ipynb #29caf795
 def _fit_cf(X, cf, best, p:Params, solver, start, progress):
     "Collaborative factors of the `cf` items on all interactions, with the chosen λ (and rank)."
     if solver == 'dense': return _svd(ease(X[:, cf], best['lam']), p.rank, p.seed)
     return _lowrank_fit(Gram(X[:, cf]), cf, best, p, start, progress)
 
+# %% ../nbs/05_model.ipynb #ada411b7
 @patch
 def _set_items(self:HybridRecommender, items:pd.DataFrame, cache, progress)->tuple:
     "Take the catalogue (sorted by id), embed it and choose the text projection; returns the sorted frame and the card's `embedding`."
@@ -196,15 +209,24 @@ def _set_items(self:HybridRecommender, items:pd.DataFrame, cache, progress)->tup
     self.text_proj = _text_basis(self.text, self.params.text_dims)
     return items, dict(model=MODEL_ID, total=stats.total, cached=stats.cached, embedded=stats.embedded)
 
+# %% ../nbs/05_model.ipynb #20d43899
 class _Laps(dict):
     "Seconds of each step since the previous one: `laps('step')` records one."
     def __init__(self): super().__init__(); self.t = time.time()
     def __call__(self, step:str): self[step] = round(time.time()-self.t, 2); self.t = time.time()
 
+# %% ../nbs/05_model.ipynb #d0174546
 def _best(grid:list[dict])->dict:
     "The validation row with the best NDCG (on a tie, the smaller text weight)."
     return max(grid, key=lambda r: (r['ndcg'], -r['text_weight']))
 
+# %% ../nbs/05_model.ipynb #ccdd859d
+@patch
+def _prepare(self:HybridRecommender):
+    "Start with an empty cache of users' query vectors."
+    self._user_cache = {}
+
+# %% ../nbs/05_model.ipynb #d94e5096
 @patch
 def _finish(self:HybridRecommender, cf, win, wout, best, counts, seen, card:dict):
     "Place the cf items' factors, the blend weights, popularity, the users' items and the card (`solver`, `timings`, ...) on the model."
@@ -220,11 +242,6 @@ def _finish(self:HybridRecommender, cf, win, wout, best, counts, seen, card:dict
     self.card['train_seconds'] = round(sum(self.card['timings'].values()), 2)
     self._prepare()
     return self
-
-@patch
-def _prepare(self:HybridRecommender):
-    "Start with an empty cache of users' query vectors."
-    self._user_cache = {}
 
 # %% ../nbs/05_model.ipynb #625f7e34
 @patch
@@ -273,11 +290,13 @@ def query_vector(self:HybridRecommender, idx:np.ndarray # Item indices the user 
     prof *= self.w_text/max(float(np.linalg.norm(prof)), 1e-9)
     return np.concatenate([cfq, prof @ self.text_proj]).astype(np.float32)
 
+# %% ../nbs/05_model.ipynb #f888fbd4
 @patch
 def item_vectors(self:HybridRecommender)->dict[str, np.ndarray]:
     "Named vectors of every item: `text`, `cf` and `hybrid`."
     return dict(text=self.text, cf=self.item_out, hybrid=np.concatenate([self.item_out, self.text @ self.text_proj], 1))
 
+# %% ../nbs/05_model.ipynb #cfc7f2a2
 @patch
 def scores(self:HybridRecommender, X:sp.spmatrix, # (n, n_items) interactions, columns in `item_ids` order
            part:str='hybrid' # 'hybrid', 'cf' or 'text'
@@ -290,6 +309,7 @@ def scores(self:HybridRecommender, X:sp.spmatrix, # (n, n_items) interactions, c
     if part=='text': return text
     return cf*self.w_cf + text*self.w_text
 
+# %% ../nbs/05_model.ipynb #a1430783
 @patch
 def interactions_matrix(self:HybridRecommender, df:pd.DataFrame)->sp.csr_matrix:
     "Binary (users × items) matrix of `df`, rows in `user_ids` order; unknown users and items are dropped."
@@ -300,15 +320,18 @@ def interactions_matrix(self:HybridRecommender, df:pd.DataFrame)->sp.csr_matrix:
 @patch(as_prop=True)
 def collection_name(self:HybridRecommender)->str: return check_name(f"{self.name}-{self.version}")
 
+# %% ../nbs/05_model.ipynb #a185e0e5
 def genre_key(genre:str)->str:
     "A genre as payloads hold it and filters match it: trimmed, lower-case."
     return str(genre).strip().lower()
 
+# %% ../nbs/05_model.ipynb #f62d6d87
 def match_filters(filters:Filters|None)->Filters|None:
     "`filters` with its genres as the payloads hold them, so that a filter on 'Comedy' finds 'comedy'."
     if filters is None or not filters.genres: return filters
     return Filters([genre_key(g) for g in filters.genres], filters.year_min, filters.year_max)
 
+# %% ../nbs/05_model.ipynb #3d4a8063
 @patch
 def payloads(self:HybridRecommender)->list[dict]:
     "Qdrant payload of every item."
@@ -320,6 +343,14 @@ def payloads(self:HybridRecommender)->list[dict]:
         out.append(p)
     return out
 
+# %% ../nbs/05_model.ipynb #0e278bf7
+@patch
+def attach(self:HybridRecommender, store, collection:str|None=None)->HybridRecommender:
+    "Serve from an existing collection in `store`."
+    self.store,self.collection = store,collection or self.collection_name
+    return self
+
+# %% ../nbs/05_model.ipynb #c963ca9c
 @patch
 def index(self:HybridRecommender, store, # A `VectorStore`
           collection:str|None=None # Collection name; default `collection_name`
@@ -331,16 +362,11 @@ def index(self:HybridRecommender, store, # A `VectorStore`
     store.finish(name)
     return self.attach(store, name)
 
-@patch
-def attach(self:HybridRecommender, store, collection:str|None=None)->HybridRecommender:
-    "Serve from an existing collection in `store`."
-    self.store,self.collection = store,collection or self.collection_name
-    return self
-
 # %% ../nbs/05_model.ipynb #49ccec07
 class UnknownItems(ValueError):
     "A request named item ids the model does not know."
 
+# %% ../nbs/05_model.ipynb #d3047e09
 @patch
 def _recs(self:HybridRecommender, hits, cold=False):
     ids = np.fromiter((h.id for h in hits), np.int64, len(hits))
@@ -348,12 +374,26 @@ def _recs(self:HybridRecommender, hits, cold=False):
     titles = [self._titles[j] if self.item_ids[j] == i else '' for i, j in zip(ids.tolist(), pos.tolist())]
     return Recommendations([Rec(h.id, t, h.score, cold) for h, t in zip(hits, titles)], cold)
 
+# %% ../nbs/05_model.ipynb #fdf13492
 @patch
 def user_row(self:HybridRecommender, user_id:int)->int|None:
     "The row of a known user in `user_ids`, or None."
     u = int(np.searchsorted(self.user_ids, user_id))
     return u if u < len(self.user_ids) and self.user_ids[u] == user_id else None
 
+# %% ../nbs/05_model.ipynb #c8eb99cd
+@patch
+def _user_query(self:HybridRecommender, u:int, max_cached:int=65536):
+    "A known user's query vector and seen item ids, computed once per user."
+    r = self._user_cache.get(u)
+    if r is None:
+        if len(self._user_cache) >= max_cached: self._user_cache.clear()
+        ind, ptr = self._seen_arrays
+        idx = np.asarray(ind[ptr[u]:ptr[u+1]])
+        r = self._user_cache[u] = (self.query_vector(idx), frozenset(self.item_ids[idx].tolist()))
+    return r
+
+# %% ../nbs/05_model.ipynb #542fd7a8
 @patch
 def recommend(self:HybridRecommender,
               user_id:int|None=None, # A known user's id; unknown ids get the cold-start answer
@@ -385,17 +425,6 @@ def recommend(self:HybridRecommender,
     excl = frozenset(self.item_ids[idx].tolist()) if exclude_seen else None
     return self._recs(self.store.search(self.collection, 'hybrid', self.query_vector(idx), k, filters, excl))
 
-@patch
-def _user_query(self:HybridRecommender, u:int, max_cached:int=65536):
-    "A known user's query vector and seen item ids, computed once per user."
-    r = self._user_cache.get(u)
-    if r is None:
-        if len(self._user_cache) >= max_cached: self._user_cache.clear()
-        ind, ptr = self._seen_arrays
-        idx = np.asarray(ind[ptr[u]:ptr[u+1]])
-        r = self._user_cache[u] = (self.query_vector(idx), frozenset(self.item_ids[idx].tolist()))
-    return r
-
 # %% ../nbs/05_model.ipynb #c14d1a63
 _arrays = ('item_ids', 'user_ids', 'item_in', 'item_out', 'text', 'text_proj', 'popularity')
 
@@ -413,6 +442,7 @@ def save(self:HybridRecommender, path)->Path:
     tmp.write_text(json.dumps(card, indent=1)); os.replace(tmp, path/'model.json')
     return path
 
+# %% ../nbs/05_model.ipynb #171c5092
 def _read_arrays(path:Path, mmap:bool)->dict:
     "The model's arrays: `.npy` files mapped from disk (format 2) or the `arrays.npz` of format 1."
     names = (*_arrays, 'seen_indices', 'seen_indptr')
@@ -420,6 +450,7 @@ def _read_arrays(path:Path, mmap:bool)->dict:
         with np.load(path/'arrays.npz', allow_pickle=False) as z: return {a: z[a] for a in names}
     return {a: np.load(path/'arrays'/f"{a}.npy", mmap_mode='r' if mmap else None, allow_pickle=False) for a in names}
 
+# %% ../nbs/05_model.ipynb #46aeb628
 @patch(cls_method=True)
 def load(cls:HybridRecommender, path, # A directory written by `save`
          mmap:bool=True # Map the arrays from disk instead of reading them into memory

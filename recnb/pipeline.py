@@ -36,16 +36,19 @@ def data_files(data_dir=None # MovieLens or recnb-shaped directory; None for the
     if items is None or inter is None: raise DataValidationError(d, [(0, '-', 'expected movies.csv and ratings.csv, or items.csv|parquet and interactions.csv|parquet')])
     return items, None, inter
 
+# %% ../nbs/06_pipeline.ipynb #ab7b6487
 def load_data(data_dir=None # MovieLens or recnb-shaped directory; None for the bundled data
              )->tuple[pd.DataFrame, pd.DataFrame]:
     "Items and interactions from `data_dir`."
     items, tags, inter = data_files(data_dir)
     return load_items(items, tags), load_interactions(inter)
 
+# %% ../nbs/06_pipeline.ipynb #8dbb39f3
 def ingested_path(settings:Settings)->Path:
     "Where `recnb ingest` appends new interactions: `RECNB_HOME/data/interactions.csv`."
     return settings.home/'data'/'interactions.csv'
 
+# %% ../nbs/06_pipeline.ipynb #fd997f1f
 def current_data(settings:Settings, data_dir=None # Overrides `settings.data_dir`
                 )->tuple[pd.DataFrame, pd.DataFrame]:
     "Items and interactions of the data directory, plus the interactions ingested since (the data a training uses)."
@@ -65,6 +68,7 @@ def _rows(path:Path)->int:
         while (b := f.read(1 << 24)): n += b.count(b'\n')
     return max(n-1, 0)
 
+# %% ../nbs/06_pipeline.ipynb #55b971d9
 def check_budget(settings:Settings, data_dir=None)->int:
     "Count the interactions training would read and refuse at once (`OverBudget`) when even holding them exceeds the memory budget; returns the budget in bytes."
     budget = memory_budget(settings.train_memory_gb)
@@ -75,6 +79,7 @@ def check_budget(settings:Settings, data_dir=None)->int:
                          f"{budget/GB:.1f} GB (RECNB_TRAIN_MEMORY_GB); train on Spark instead (RECNB_SPARK_MASTER)")
     return budget
 
+# %% ../nbs/06_pipeline.ipynb #8856ddea
 def _fit_local(s:Settings, data_dir, params, cache, progress)->HybridRecommender:
     "Load the data and fit in this process, within the memory budget."
     t0 = time.time()
@@ -85,11 +90,13 @@ def _fit_local(s:Settings, data_dir, params, cache, progress)->HybridRecommender
     m.card['timings'] = dict(load=loaded, **m.card['timings'])
     return m
 
+# %% ../nbs/06_pipeline.ipynb #2bbea5f5
 def _fit_spark(s:Settings, data_dir, params, cache, progress)->HybridRecommender:
     "Fit on the Spark master the settings name (see `recnb.spark`)."
     from recnb.spark import spark_fit
     return spark_fit(s, data_dir, params, cache, progress)
 
+# %% ../nbs/06_pipeline.ipynb #2d4fefdf
 def train(settings:Settings|None=None, # Where stores live; `data_dir` and `model_name` come from here
           data_dir=None, # Overrides `settings.data_dir`
           params:Params|None=None, # Hyperparameters
@@ -124,6 +131,7 @@ def train(settings:Settings|None=None, # Where stores live; `data_dir` and `mode
     sync_quietly(s, reg, s.model_name)
     return m, path
 
+# %% ../nbs/06_pipeline.ipynb #1c422f11
 def serving_model(settings:Settings, store, registry:Registry|None=None)->HybridRecommender|None:
     "The production version of `settings.model_name`, attached to its collection (re-indexed there if missing), or None."
     reg = registry or Registry.from_settings(settings)
@@ -145,6 +153,7 @@ def promote(settings:Settings, name:str, version:str, actor:str='recnb', reason:
     sync_quietly(settings, reg, name)
     return e
 
+# %% ../nbs/06_pipeline.ipynb #1b42fb10
 def rollback(settings:Settings, name:str, actor:str='recnb', reason:str='rollback', store=None)->dict:
     "Put the previous production version of `name` back in production."
     reg = Registry.from_settings(settings)
@@ -152,6 +161,7 @@ def rollback(settings:Settings, name:str, actor:str='recnb', reason:str='rollbac
     if prev is None: raise IllegalTransition('-', 'production', 'production (no earlier production version to roll back to)')
     return promote(settings, name, prev, actor, reason, store)
 
+# %% ../nbs/06_pipeline.ipynb #6866c4b2
 def promote_if_none(settings:Settings, actor:str='recnb')->dict|None:
     "Promote the newest `validation` version when the model has no production version (what `make serve` does)."
     reg = Registry.from_settings(settings)

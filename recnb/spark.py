@@ -24,6 +24,7 @@ __all__ = ['SPARK_DEFAULTS', 'spark_session', 'read_interactions', 'checked_inte
 SPARK_DEFAULTS = {'spark.ui.enabled': 'false', 'spark.ui.showConsoleProgress': 'false', 'spark.driver.maxResultSize': '0',
                   'spark.sql.execution.arrow.pyspark.enabled': 'true', 'spark.driver.memory': '4g'}
 
+# %% ../nbs/06a_spark.ipynb #132f4de6
 def spark_session(settings:Settings # `spark_master` and `spark_conf` come from here
                  ):
     "A SparkSession on the settings' master with recnb's defaults; local executors run this Python."
@@ -51,6 +52,7 @@ def read_interactions(spark, path:Path):
         if a in df.columns: df = df.withColumnRenamed(a, b)
     return df
 
+# %% ../nbs/06a_spark.ipynb #18950f2a
 def _rule(c:str, rule:dict, required:bool):
     "The column `c` typed by its schema `rule`, and whether each row satisfies the rule."
     from pyspark.sql import functions as F
@@ -94,9 +96,9 @@ def _block(n_cols:int, batches):
     X.data[:] = 1
     yield pa.RecordBatch.from_pydict({'blob': [pickle.dumps(X, protocol=5)]})
 
+# %% ../nbs/06a_spark.ipynb #b938d67b
 def _gram_part(Q, X): return X.T @ (X @ Q.value)
 
-# %% ../nbs/06a_spark.ipynb #b938d67b
 class SparkGram:
     "The Gram matrix of the interactions in an RDD of CSR blocks: `G @ Q` broadcasts `Q` and sums each block's `XᵀXQ`."
     def __init__(self, blocks, # RDD of CSR matrices (users × items), one user's rows in one block
@@ -109,6 +111,7 @@ class SparkGram:
         try: return self.blocks.map(partial(_gram_part, b)).treeReduce(operator.add)
         finally: b.unpersist()
 
+# %% ../nbs/06a_spark.ipynb #1ac43222
 def _blocks(x, cf:np.ndarray, n_parts:int):
     "The interactions `x` (`u`, `i`) with the `cf` items as columns, as a cached RDD of CSR blocks."
     from pyspark.sql import functions as F
@@ -128,6 +131,7 @@ def _index(spark, df, items:pd.DataFrame):
     uu = spark.createDataFrame(pd.DataFrame({'user_id': users, 'u': np.arange(len(users), dtype=np.int32)}))
     return df.join(F.broadcast(ii), 'item_id').join(uu, 'user_id').select('u', 'i').dropDuplicates(), users, df.count()
 
+# %% ../nbs/06a_spark.ipynb #dcd2f234
 def _split(x, ratio:float, seed:int):
     "Each user's rows in random order; the first `round(ratio·n)` are `train` (as `stratified_split`), cached."
     from pyspark.sql import Window, functions as F
@@ -135,6 +139,7 @@ def _split(x, ratio:float, seed:int):
     n = F.count('*').over(Window.partitionBy('u'))
     return x.withColumn('train', r <= F.round(ratio*n)).persist()
 
+# %% ../nbs/06a_spark.ipynb #afbb56a5
 def _counts(x, n_items:int)->np.ndarray:
     "Users per item."
     c = x.groupBy('i').count().toPandas()
@@ -151,12 +156,47 @@ def _validation_rows(spark, x, n_users:int, n_items:int, p:Params):
     mat = lambda m: sp.csr_matrix((np.ones(int(m.sum()), np.float32), (row[m], r.i.to_numpy()[m])), shape=(len(users), n_items))
     return mat(r.train.to_numpy()), mat(~r.train.to_numpy())
 
+# %% ../nbs/06a_spark.ipynb #ebc18732
 def _fingerprint(df, items:pd.DataFrame)->str:
     "An order-independent fingerprint of the interactions (xxhash64 of each row, combined) and of the catalogue."
     from pyspark.sql import functions as F
     h = F.xxhash64(*df.columns)
     r = df.agg(F.count('*').alias('n'), F.bit_xor(h).alias('x'), F.sum(F.pmod(h, F.lit(2**31-1))).alias('s')).first()
     return 'spark:' + hashlib.sha256(f"{fingerprint(items)}:{r.n}:{r.x}:{r.s}".encode()).hexdigest()
+
+# %% ../nbs/06a_spark.ipynb #8b35631a
+def _read(spark, s:Settings, data_dir, p:Params):
+    "The catalogue, the checked interactions (cached), their split (`u`, `i`) positions, the user ids, the row count and the partitions to use."
+    items_f, tags_f, inter_f = data_files(data_dir or s.data_dir)
+    items = load_items(items_f, tags_f)
+    files = [inter_f] + ([ingested_path(s)] if ingested_path(s).exists() else [])
+    df = reduce(lambda a, b: a.unionByName(b), [checked_interactions(read_interactions(spark, f), f).select('user_id', 'item_id', 'rating', 'timestamp') for f in files]).persist()
+    x, users, n_rows = _index(spark, df.select('user_id', 'item_id'), items)
+    x = _split(x, 1-p.valid_ratio, p.seed)
+    n_parts = max(spark.sparkContext.defaultParallelism, n_rows//2_000_000)
+    return items, df, x, users, n_rows, n_parts
+
+# %% ../nbs/06a_spark.ipynb #e13cc472
+def _spark_grid(blocks, counts:np.ndarray, cf:np.ndarray, Xu, truth, m:HybridRecommender, p:Params, progress):
+    "The validation grid and its eigendecomposition, from the training rows' `blocks` (released after) over the `cf` items."
+    G = SparkGram(blocks, counts[cf].astype(np.float64))
+    eig = gram_eig(G, max(p.ranks), seed=p.seed, progress=progress)
+    grid = _lowrank_grid(G, eig, Xu, truth, cf, m.n_items, _profiles(Xu, m.text) @ m.text_proj, m.text @ m.text_proj, p, progress)
+    blocks.unpersist()
+    return grid, eig
+
+# %% ../nbs/06a_spark.ipynb #1ee5ddfa
+def _spark_fit_cf(blocks, counts:np.ndarray, cf:np.ndarray, best:dict, p:Params, start, progress):
+    "The `cf` items' factors from all interactions' `blocks` (released after), warm-started from the validation's eigenvectors (`start`)."
+    win, wout = _lowrank_fit(SparkGram(blocks, counts[cf].astype(np.float64)), cf, best, p, start, progress)
+    blocks.unpersist()
+    return win, wout
+
+# %% ../nbs/06a_spark.ipynb #7c74c901
+def _seen_matrix(x, n_users:int, n_items:int)->sp.csr_matrix:
+    "The (`u`, `i`) rows of `x` as a binary users × items CSR matrix on the driver."
+    ui = x.select('u', 'i').toPandas()
+    return sp.csr_matrix((np.ones(len(ui), np.float32), (ui.u.to_numpy(), ui.i.to_numpy())), shape=(n_users, n_items))
 
 # %% ../nbs/06a_spark.ipynb #e9b8b247
 def spark_fit(settings:Settings, # `spark_master`, `model_name`, `data_dir` and the home (ingested interactions) come from here
@@ -166,42 +206,28 @@ def spark_fit(settings:Settings, # `spark_master`, `model_name`, `data_dir` and 
               progress:bool=True # Show progress bars
              )->HybridRecommender:
     "Fit the recommender with Spark: the same validation grid and card as `HybridRecommender.fit`, low-rank solver."
-    from pyspark.sql import SparkSession
+    from pyspark.sql import SparkSession, functions as F
     s, p, lap = settings, params or Params(), _Laps()
     own = SparkSession.getActiveSession() is None
     spark = spark_session(s)
     try:
-        items_f, tags_f, inter_f = data_files(data_dir or s.data_dir)
-        items = load_items(items_f, tags_f)
-        files = [inter_f] + ([ingested_path(s)] if ingested_path(s).exists() else [])
-        df = reduce(lambda a, b: a.unionByName(b), [checked_interactions(read_interactions(spark, f), f).select('user_id', 'item_id', 'rating', 'timestamp') for f in files]).persist()
-        x, users, n_rows = _index(spark, df.select('user_id', 'item_id'), items)
-        x = _split(x, 1-p.valid_ratio, p.seed)
-        n_parts = max(spark.sparkContext.defaultParallelism, n_rows//2_000_000)
+        items, df, x, users, n_rows, n_parts = _read(spark, s, data_dir, p)
         lap('load')
         m = HybridRecommender(p, s.model_name)
         m.user_ids = users
         items, embedding = m._set_items(items, cache, progress)
         lap('embed')
-        from pyspark.sql import functions as F
         tr = x.filter(F.col('train'))
         counts_tr, counts = _counts(tr, m.n_items), _counts(x, m.n_items)
         cf_tr, cf = np.flatnonzero(counts_tr >= p.min_item_count), np.flatnonzero(counts >= p.min_item_count)
         Xu, truth = _validation_rows(spark, x, len(users), m.n_items, p)
         lap('split')
-        blocks = _blocks(tr, cf_tr, n_parts)
-        G = SparkGram(blocks, counts_tr[cf_tr].astype(np.float64))
-        eig = gram_eig(G, max(p.ranks), seed=p.seed, progress=progress)
-        grid = _lowrank_grid(G, eig, Xu, truth, cf_tr, m.n_items, _profiles(Xu, m.text) @ m.text_proj, m.text @ m.text_proj, p, progress)
-        blocks.unpersist()
+        grid, eig = _spark_grid(_blocks(tr, cf_tr, n_parts), counts_tr, cf_tr, Xu, truth, m, p, progress)
         best = _best(grid)
         lap('validate')
-        blocks = _blocks(x, cf, n_parts)
-        win, wout = _lowrank_fit(SparkGram(blocks, counts[cf].astype(np.float64)), cf, best, p, (eig[1], cf_tr), progress)
-        blocks.unpersist()
+        win, wout = _spark_fit_cf(_blocks(x, cf, n_parts), counts, cf, best, p, (eig[1], cf_tr), progress)
         lap('fit')
-        ui = x.select('u', 'i').toPandas()
-        seen = sp.csr_matrix((np.ones(len(ui), np.float32), (ui.u.to_numpy(), ui.i.to_numpy())), shape=(len(users), m.n_items))
+        seen = _seen_matrix(x, len(users), m.n_items)
         data = dict(fingerprint=_fingerprint(df, items), n_users=len(users), n_items=m.n_items, n_interactions=n_rows, cf_items=len(cf))
         x.unpersist(); df.unpersist()
         lap('collect')
