@@ -21,11 +21,13 @@ def _freqs(ref:pd.Series, cur:pd.Series):
     keys = pd.Index(pd.concat([ref, cur]).unique())
     return ref.value_counts().reindex(keys, fill_value=0).to_numpy(float), cur.value_counts().reindex(keys, fill_value=0).to_numpy(float)
 
+# %% ../nbs/10_drift.ipynb #c17d9695
 def ks(ref, cur)->tuple[float, float]:
     "Kolmogorov–Smirnov statistic and p-value."
     r = stats.ks_2samp(np.asarray(ref, float), np.asarray(cur, float))
     return float(r.statistic), float(r.pvalue)
 
+# %% ../nbs/10_drift.ipynb #db5ab7dd
 def wasserstein(u, v)->float:
     "First Wasserstein distance between two 1-d samples: the area between their empirical CDFs."
     u, v = np.sort(np.asarray(u, float)), np.sort(np.asarray(v, float))
@@ -35,11 +37,13 @@ def wasserstein(u, v)->float:
     cu, cv = np.cumsum(from_u)[:-1]/len(u), np.cumsum(~from_u)[:-1]/len(v)
     return float(np.sum(np.abs(cu - cv) * np.diff(both[order])))
 
+# %% ../nbs/10_drift.ipynb #a3eeda99
 def wasserstein_norm(ref, cur)->float:
     "First Wasserstein distance divided by the reference's standard deviation (at least 0.001)."
     ref, cur = np.asarray(ref, float), np.asarray(cur, float)
     return wasserstein(ref, cur) / max(float(np.std(ref)), 0.001)
 
+# %% ../nbs/10_drift.ipynb #5c862faa
 def psi(ref, cur, bins:int=10, eps:float=1e-4)->float:
     "Population stability index over `bins` quantile bins of the reference."
     ref, cur = np.asarray(ref, float), np.asarray(cur, float)
@@ -48,12 +52,14 @@ def psi(ref, cur, bins:int=10, eps:float=1e-4)->float:
     p = np.maximum(np.histogram(ref, edges)[0]/len(ref), eps); q = np.maximum(np.histogram(cur, edges)[0]/len(cur), eps)
     return float(np.sum((q-p)*np.log(q/p)))
 
+# %% ../nbs/10_drift.ipynb #64d9005b
 def chisquare(ref:pd.Series, cur:pd.Series)->tuple[float, float]:
     "Chi-square statistic and p-value of the current counts against the reference frequencies."
     r, c = _freqs(ref, cur)
     res = stats.chisquare(c, r*len(cur)/len(ref))
     return float(res.statistic), float(res.pvalue)
 
+# %% ../nbs/10_drift.ipynb #79403c71
 def jensenshannon(ref:pd.Series, cur:pd.Series, numerical:bool=False)->float:
     "Jensen–Shannon distance (natural log) of the two samples' value (or bin) frequencies."
     if numerical and ref.nunique() > 20:
@@ -62,6 +68,7 @@ def jensenshannon(ref:pd.Series, cur:pd.Series, numerical:bool=False)->float:
     else: r, c = _freqs(ref, cur)
     return float(distance.jensenshannon(r/len(ref), c/len(cur)))
 
+# %% ../nbs/10_drift.ipynb #562ee49c
 def ztest(ref:pd.Series, cur:pd.Series)->tuple[float, float]:
     "Two-proportion z statistic and two-sided p-value for a column with at most two values."
     keys = sorted(pd.concat([ref, cur]).unique().tolist(), key=str)
@@ -77,6 +84,7 @@ class ColumnDrift:
     "The drift test of one column."
     column:str; kind:str; method:str; statistic:float; p_value:float|None; threshold:float; drifted:bool
 
+# %% ../nbs/10_drift.ipynb #fc58a362
 @dataclass
 class DriftReport:
     "Per-column results and the overall verdict."
@@ -84,14 +92,13 @@ class DriftReport:
     def to_dict(self)->dict: return dict(drifted=self.drifted, share_drifted=self.share_drifted, drift_share=self.drift_share, columns=[asdict(c) for c in self.columns])
     def table(self)->pd.DataFrame: return pd.DataFrame([asdict(c) for c in self.columns])
 
-_pvalue = {'ks': (ks, 0.05), 'chisquare': (chisquare, 0.05), 'z': (ztest, 0.05)}
-_dist = {'wasserstein': (wasserstein_norm, 0.1), 'jensenshannon': (None, 0.1), 'psi': (psi, 0.1)}
-
+# %% ../nbs/10_drift.ipynb #bdee5831
 def n_distinct(ref:pd.Series, cur:pd.Series, cap:int=5)->int:
     "Distinct values in both samples; any number above `cap` may be returned as `cap + 1` (a sample decides it fast)."
     if ref.head(10_000).nunique() > cap: return cap + 1
     return pd.concat([ref, cur]).nunique()
 
+# %% ../nbs/10_drift.ipynb #51e77b4a
 def default_method(ref:pd.Series, cur:pd.Series, kind:str)->str:
     "The test for a column of `kind` ('numerical' or 'categorical'), chosen as Evidently's preset does."
     n = n_distinct(ref, cur)
@@ -100,9 +107,14 @@ def default_method(ref:pd.Series, cur:pd.Series, kind:str)->str:
         return 'ks' if kind == 'numerical' and n > 5 else 'chisquare'
     return 'wasserstein' if kind == 'numerical' and n > 5 else 'jensenshannon'
 
+# %% ../nbs/10_drift.ipynb #97a9569b
 def column_kind(s:pd.Series)->str:
     "'numerical' for numbers (not booleans), else 'categorical'."
     return 'numerical' if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) else 'categorical'
+
+# %% ../nbs/10_drift.ipynb #eb7cc50c
+_pvalue = {'ks': (ks, 0.05), 'chisquare': (chisquare, 0.05), 'z': (ztest, 0.05)}
+_dist = {'wasserstein': (wasserstein_norm, 0.1), 'jensenshannon': (None, 0.1), 'psi': (psi, 0.1)}
 
 def column_drift(ref:pd.Series, cur:pd.Series, kind:str|None=None, method:str|None=None, threshold:float|None=None, name:str='')->ColumnDrift:
     "Test one column for drift."
@@ -121,6 +133,7 @@ def column_drift(ref:pd.Series, cur:pd.Series, kind:str|None=None, method:str|No
     thr = thr if threshold is None else threshold
     return ColumnDrift(name, kind, method, stat, None, thr, bool(stat >= thr))
 
+# %% ../nbs/10_drift.ipynb #00fc238b
 def data_drift(reference:pd.DataFrame, current:pd.DataFrame,
                columns:list[str]|None=None, # Columns to test; default those the two frames share
                kinds:dict|None=None, # Column -> 'numerical' or 'categorical' where inference is not wanted
@@ -136,6 +149,18 @@ def data_drift(reference:pd.DataFrame, current:pd.DataFrame,
     share = sum(r.drifted for r in res) / len(res)
     return DriftReport(res, drift_share, share, share >= drift_share)
 
+# %% ../nbs/10_drift.ipynb #9dbb0b2f
+def _rbf_kernel(Z:np.ndarray)->np.ndarray:
+    "RBF kernel matrix of the rows of `Z`, with the median squared distance as bandwidth."
+    sq = np.maximum((Z**2).sum(1)[:, None] + (Z**2).sum(1)[None] - 2*Z@Z.T, 0)
+    return np.exp(-sq / max(np.median(sq[sq > 0]), 1e-12))
+
+# %% ../nbs/10_drift.ipynb #48f558e6
+def _mmd2(K:np.ndarray, idx:np.ndarray, n:int)->float:
+    "MMD² between the points `idx[:n]` and `idx[n:]` of the kernel matrix `K`."
+    a, b = idx[:n], idx[n:]
+    return K[np.ix_(a, a)].mean() + K[np.ix_(b, b)].mean() - 2*K[np.ix_(a, b)].mean()
+
 # %% ../nbs/10_drift.ipynb #7f858323
 def embedding_drift(reference:np.ndarray, current:np.ndarray, # (n, d) embeddings
                     max_samples:int=500, n_permutations:int=200, alpha:float=0.05, seed:int=0)->dict:
@@ -146,13 +171,8 @@ def embedding_drift(reference:np.ndarray, current:np.ndarray, # (n, d) embedding
     X = X[rng.choice(len(X), min(len(X), max_samples), replace=False)]
     Y = Y[rng.choice(len(Y), min(len(Y), max_samples), replace=False)]
     Z = np.concatenate([X, Y]); n = len(X)
-    sq = np.maximum((Z**2).sum(1)[:, None] + (Z**2).sum(1)[None] - 2*Z@Z.T, 0)
-    K = np.exp(-sq / max(np.median(sq[sq > 0]), 1e-12))
-    def mmd(idx):
-        a, b = idx[:n], idx[n:]
-        return K[np.ix_(a, a)].mean() + K[np.ix_(b, b)].mean() - 2*K[np.ix_(a, b)].mean()
-    ident = np.arange(len(Z))
-    obs = mmd(ident)
-    null = np.array([mmd(rng.permutation(len(Z))) for _ in range(n_permutations)])
+    K = _rbf_kernel(Z)
+    obs = _mmd2(K, np.arange(len(Z)), n)
+    null = np.array([_mmd2(K, rng.permutation(len(Z)), n) for _ in range(n_permutations)])
     p = (np.sum(null >= obs) + 1) / (n_permutations + 1)
     return dict(method='mmd', statistic=float(obs), p_value=float(p), threshold=alpha, drifted=bool(p < alpha))

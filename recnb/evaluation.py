@@ -6,8 +6,13 @@ Docs: https://recnb.github.io/recnb/evaluation.html.md"""
 
 # %% ../nbs/09_evaluation.ipynb #3f435757
 from __future__ import annotations
+import json as _json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 import numpy as np, pandas as pd, scipy.sparse as sp
+from fastcore.basics import patch
+from .data import temporal_split
 from .metrics import (hit_matrix, top_k, ndcg_at_k, map_at_k, precision_at_k, recall_at_k, mrr_at_k,
                            hit_rate_at_k, catalog_coverage, intra_list_diversity, novelty)
 
@@ -16,16 +21,37 @@ __all__ = ['Evaluation', 'evaluate_model', 'user_folds', 'cross_validate', 'pair
            'evaluate_version']
 
 # %% ../nbs/09_evaluation.ipynb #aff1c3a7
-_ranking = dict(ndcg=ndcg_at_k, map=map_at_k, precision=precision_at_k, recall=recall_at_k, mrr=mrr_at_k, hit_rate=hit_rate_at_k)
-
 @dataclass
 class Evaluation:
     "Per-user metric arrays (aligned on `users`) and their means."
     k:int; users:np.ndarray; per_user:dict; means:dict; beyond:dict
 
-    def summary(self)->dict:
-        "Means of every metric, named `<metric>@k`, plus coverage, diversity and novelty."
-        return {**{f"{n}@{self.k}": v for n,v in self.means.items()}, **self.beyond, 'users': int(len(self.users))}
+# %% ../nbs/09_evaluation.ipynb #c617e78c
+@patch
+def summary(self:Evaluation)->dict:
+    "Means of every metric, named `<metric>@k`, plus coverage, diversity and novelty."
+    return {**{f"{n}@{self.k}": v for n,v in self.means.items()}, **self.beyond, 'users': int(len(self.users))}
+
+# %% ../nbs/09_evaluation.ipynb #63d12d4e
+def _top_unseen(model, Xtr, users, k, part, batch)->np.ndarray:
+    "The `k` best items of each of `users` by `part` scores, leaving out the items they trained on."
+    tops = []
+    for a in range(0, len(users), batch):
+        u = users[a:a+batch]
+        S = model.scores(Xtr[u], part)
+        S[Xtr[u].nonzero()] = -np.inf
+        tops.append(top_k(S, k))
+    return np.concatenate(tops)
+
+# %% ../nbs/09_evaluation.ipynb #d30027a9
+def _beyond(model, Xtr, top)->dict:
+    "Coverage, mean intra-list diversity and mean novelty of the lists `top`."
+    share = np.asarray((Xtr > 0).sum(0)).ravel() / max(Xtr.shape[0], 1)
+    return dict(coverage=catalog_coverage(top, model.n_items),
+                diversity=float(intra_list_diversity(top, model.text).mean()), novelty=float(novelty(top, share).mean()))
+
+# %% ../nbs/09_evaluation.ipynb #c408132a
+_ranking = dict(ndcg=ndcg_at_k, map=map_at_k, precision=precision_at_k, recall=recall_at_k, mrr=mrr_at_k, hit_rate=hit_rate_at_k)
 
 def evaluate_model(model:HybridRecommender, # A fitted model
                    train:pd.DataFrame, # Interactions the model was trained on (excluded from rankings)
@@ -42,23 +68,12 @@ def evaluate_model(model:HybridRecommender, # A fitted model
     Xtr, Xte = model.interactions_matrix(train), model.interactions_matrix(test)
     users = np.flatnonzero(np.diff(Xte.indptr) > 0)
     if not len(users): raise ValueError("test has no interactions of users and items the model knows")
-    tops = []
-    for a in range(0, len(users), batch):
-        u = users[a:a+batch]
-        S = model.scores(Xtr[u], part)
-        S[Xtr[u].nonzero()] = -np.inf
-        tops.append(top_k(S, k))
-    top = np.concatenate(tops)
+    top = _top_unseen(model, Xtr, users, k, part, batch)
     hits, n_rel = hit_matrix(top, Xte[users])
     per = {n: f(hits, n_rel, k) for n,f in _ranking.items()}
-    share = np.asarray((Xtr > 0).sum(0)).ravel() / max(Xtr.shape[0], 1)
-    beyond = dict(coverage=catalog_coverage(top, model.n_items),
-                  diversity=float(intra_list_diversity(top, model.text).mean()), novelty=float(novelty(top, share).mean()))
-    return Evaluation(k, model.user_ids[users], per, {n: float(np.nanmean(v)) for n,v in per.items()}, beyond)
+    return Evaluation(k, model.user_ids[users], per, {n: float(np.nanmean(v)) for n,v in per.items()}, _beyond(model, Xtr, top))
 
 # %% ../nbs/09_evaluation.ipynb #ca05c964
-from .data import temporal_split
-
 def user_folds(df:pd.DataFrame, n_folds:int=5, seed:int=42, col_user='user_id'):
     "Yield (train, test) for `n_folds` per-user stratified folds."
     if n_folds < 2: raise ValueError(f"n_folds must be at least 2, got {n_folds}")
@@ -67,6 +82,7 @@ def user_folds(df:pd.DataFrame, n_folds:int=5, seed:int=42, col_user='user_id'):
     o = o.drop(columns='_r')
     for i in range(n_folds): yield o[part != i], o[part == i]
 
+# %% ../nbs/09_evaluation.ipynb #2db41332
 def cross_validate(items:pd.DataFrame, interactions:pd.DataFrame, params=None, # `Params` of every fit
                    n_folds:int=5, temporal_ratio:float|None=0.8, k:int=10, cache=None, seed:int=42)->pd.DataFrame:
     "One row of metrics per fold, and one for a per-user temporal split."
@@ -78,6 +94,19 @@ def cross_validate(items:pd.DataFrame, interactions:pd.DataFrame, params=None, #
         m = HybridRecommender(params).fit(items, tr, cache, progress=False)
         rows.append(dict(split=name, **evaluate_model(m, tr, te, k).summary()))
     return pd.DataFrame(rows)
+
+# %% ../nbs/09_evaluation.ipynb #4e44c8c0
+def _sign_flip_p(d:np.ndarray, n_resamples:int, rng)->float:
+    "Two-sided p-value of the mean of the paired differences `d` under random sign flips."
+    flips = rng.choice([-1., 1.], size=(n_resamples, len(d)))
+    null = (flips * d).mean(1)
+    return (np.sum(np.abs(null) >= abs(d.mean()) - 1e-15) + 1) / (n_resamples + 1)
+
+# %% ../nbs/09_evaluation.ipynb #d723fad0
+def _bootstrap_ci(d:np.ndarray, n_resamples:int, confidence:float, rng)->np.ndarray:
+    "Percentile bootstrap confidence interval of the mean of `d`: [low, high]."
+    boot = d[rng.integers(0, len(d), size=(n_resamples, len(d)))].mean(1)
+    return np.quantile(boot, [(1-confidence)/2, (1+confidence)/2])
 
 # %% ../nbs/09_evaluation.ipynb #3efa1c4b
 def paired_test(a:np.ndarray, # Per-user metric of model A (e.g. the candidate)
@@ -91,13 +120,9 @@ def paired_test(a:np.ndarray, # Per-user metric of model A (e.g. the candidate)
     d = a[keep] - b[keep]
     if len(d) < 2: raise ValueError("need at least two users with values in both a and b")
     rng = np.random.default_rng(seed)
-    obs = d.mean()
-    flips = rng.choice([-1., 1.], size=(n_resamples, len(d)))
-    null = (flips * d).mean(1)
-    p = (np.sum(np.abs(null) >= abs(obs) - 1e-15) + 1) / (n_resamples + 1)
-    boot = d[rng.integers(0, len(d), size=(n_resamples, len(d)))].mean(1)
-    lo, hi = np.quantile(boot, [(1-confidence)/2, (1+confidence)/2])
-    sd = d.std(ddof=1)
+    p = _sign_flip_p(d, n_resamples, rng)
+    lo, hi = _bootstrap_ci(d, n_resamples, confidence, rng)
+    obs, sd = d.mean(), d.std(ddof=1)
     return dict(n=int(len(d)), mean_a=float(a[keep].mean()), mean_b=float(b[keep].mean()), effect=float(obs),
                 ci_low=float(lo), ci_high=float(hi), p_value=float(p), cohens_d=float(obs/sd) if sd > 0 else 0.)
 
@@ -125,17 +150,16 @@ def validate_recommendations(items:list[int], # Recommended item ids, best first
         if bad: p.append(f"seen items recommended: {bad[:10]}")
     return p
 
-# %% ../nbs/09_evaluation.ipynb #bf6ad256
-import json as _json
-from datetime import datetime, timezone
-from pathlib import Path
-
-def _fit_eval(items, tr, te, params, cache, k):
+# %% ../nbs/09_evaluation.ipynb #ea9c07f0
+def _fit_eval(items, tr, te, params, cache, k)->Evaluation:
+    "Fit a registry version's `params` on `tr` and evaluate the model on `te`."
     from recnb.model import HybridRecommender, Params
     m = HybridRecommender(Params(**{a: tuple(b) if isinstance(b, list) else b for a,b in params.items()})).fit(items, tr, cache, progress=False)
     return evaluate_model(m, tr, te, k)
 
+# %% ../nbs/09_evaluation.ipynb #bf6ad256
 def _plot(path, evs):
+    "Save a histogram of the per-user NDCG of each evaluation in `evs` to `path`."
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -143,6 +167,41 @@ def _plot(path, evs):
     ax.set_xlabel(f"NDCG@{next(iter(evs.values())).k} per user"); ax.set_ylabel('users'); ax.legend(); fig.tight_layout()
     fig.savefig(path, dpi=110); plt.close(fig)
 
+# %% ../nbs/09_evaluation.ipynb #aca9e5c3
+def _resolve(reg, name:str, v:str|None)->dict:
+    "The registry entry of version `v` of `name`; None or 'production' give the production version."
+    from recnb.registry import NotFound
+    if v in (None, 'production'):
+        e = reg.production(name)
+        if e is None: raise NotFound(f"model {name!r} has no production version")
+        return e
+    return reg.get(name, v)
+
+# %% ../nbs/09_evaluation.ipynb #fd2c2a2d
+def _against(ev:Evaluation, other:Evaluation, version:str)->dict:
+    "The other version's metrics and the paired test of per-user NDCG on the users both evaluated."
+    common, ia, ib = np.intersect1d(ev.users, other.users, return_indices=True)
+    return dict(version=version, metrics=other.summary(), test=paired_test(ev.per_user['ndcg'][ia], other.per_user['ndcg'][ib]))
+
+# %% ../nbs/09_evaluation.ipynb #847d4a93
+def _write_report(out:Path, report:dict, evs:dict)->tuple[Path, Path]:
+    "Write `report` as JSON and the NDCG plot of `evs` under `out`; the report records both paths."
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')
+    jpath, ppath = out/f"{stamp}.json", out/f"{stamp}.png"
+    _plot(ppath, evs)
+    report['files'] = dict(json=str(jpath), plot=str(ppath))
+    jpath.write_text(_json.dumps(report, indent=1))
+    return jpath, ppath
+
+# %% ../nbs/09_evaluation.ipynb #750afe7a
+def _record_metrics(reg, name:str, e:dict, ev:Evaluation, k:int):
+    "Store the means of `ev` in the registry version `e`; the first evaluation also sets `baseline_ndcg@k`."
+    new = {f"eval_{m}": v for m,v in ev.summary().items() if m != 'users'}
+    if f"baseline_ndcg@{k}" not in e['metrics']: new[f"baseline_ndcg@{k}"] = ev.means['ndcg']  # the first evaluation: what later ones are held against
+    reg.update(name, e['version'], metrics=new)
+
+# %% ../nbs/09_evaluation.ipynb #f1226a53
 def evaluate_version(settings, name:str|None=None, version:str|None=None, # Default: the production version
                      against:str|None=None, # Another version, or 'production'
                      k:int=10, seed:int=42)->dict:
@@ -151,18 +210,12 @@ def evaluate_version(settings, name:str|None=None, version:str|None=None, # Defa
     from recnb.embeddings import EmbeddingCache, MODEL_ID
     from recnb.mirror import log_run_quietly
     from recnb.pipeline import current_data
-    from recnb.registry import NotFound, Registry
+    from recnb.registry import Registry
     from recnb.data import stratified_split
     name = check_name(name or settings.model_name)
     reg = Registry.from_settings(settings)
-    def resolve(v):
-        if v in (None, 'production'):
-            e = reg.production(name)
-            if e is None: raise NotFound(f"model {name!r} has no production version")
-            return e
-        return reg.get(name, v)
-    e = resolve(version)
-    o = resolve(against) if against else None
+    e = _resolve(reg, name, version)
+    o = _resolve(reg, name, against) if against else None
     items, inter = current_data(settings)
     tr, te = stratified_split(inter, 0.75, seed)
     cache = EmbeddingCache(settings.cache_dir/f"embeddings-{MODEL_ID}.npz")
@@ -171,21 +224,9 @@ def evaluate_version(settings, name:str|None=None, version:str|None=None, # Defa
     ev = evs[e['version']]
     report = dict(model=name, version=e['version'], k=k, split=dict(kind='stratified', ratio=0.75, seed=seed),
                   created_at=datetime.now(timezone.utc).isoformat(timespec='seconds'), metrics=ev.summary())
-    if o:
-        a, b = ev, evs[o['version']]
-        common, ia, ib = np.intersect1d(a.users, b.users, return_indices=True)
-        report['against'] = dict(version=o['version'], metrics=b.summary(),
-                                 test=paired_test(a.per_user['ndcg'][ia], b.per_user['ndcg'][ib]))
-    out = settings.reports_dir/'evaluation'/name/e['version']
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')
-    jpath, ppath = out/f"{stamp}.json", out/f"{stamp}.png"
-    _plot(ppath, evs)
-    report['files'] = dict(json=str(jpath), plot=str(ppath))
-    jpath.write_text(_json.dumps(report, indent=1))
-    new = {f"eval_{m}": v for m,v in ev.summary().items() if m != 'users'}
-    if f"baseline_ndcg@{k}" not in e['metrics']: new[f"baseline_ndcg@{k}"] = ev.means['ndcg']  # the first evaluation: what later ones are held against
-    reg.update(name, e['version'], metrics=new)
+    if o: report['against'] = _against(ev, evs[o['version']], o['version'])
+    jpath, ppath = _write_report(settings.reports_dir/'evaluation'/name/e['version'], report, evs)
+    _record_metrics(reg, name, e, ev, k)
     if settings.mlflow_mirror:
         report['mlflow'] = log_run_quietly(settings, name, f"evaluate-{name}-{e['version']}", {'recnb_version': e['version'], 'kind': 'evaluation'},
                                            params={'k': k, 'split': 'stratified 0.75', 'seed': seed, **({'against': o['version']} if o else {})},

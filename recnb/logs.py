@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars, logging, logging.config, os, stat, threading, traceback
 from contextlib import contextmanager
 from pathlib import Path
+from fastcore.basics import patch
 from filelock import FileLock
 from pythonjsonlogger.json import JsonFormatter
 from .config import Settings, get_settings
@@ -19,8 +20,11 @@ __all__ = ['LOGGERS', 'log_context', 'set_log_context', 'RecnbJsonFormatter', 'A
 
 # %% ../nbs/11_logs.ipynb #2bcc1575
 LOGGERS = ('recnb.api', 'recnb.model', 'recnb.registry', 'recnb.evaluation', 'recnb.monitoring', 'recnb.retraining')
+
+# %% ../nbs/11_logs.ipynb #4c632f92
 _context = {k: contextvars.ContextVar(k, default=None) for k in ('request_id', 'model_version', 'user_id')}
 
+# %% ../nbs/11_logs.ipynb #b26a909c
 @contextmanager
 def log_context(**values):
     "Set `request_id`, `model_version` and/or `user_id` for every line logged inside the block."
@@ -31,33 +35,40 @@ def log_context(**values):
     finally:
         for var, tok in reversed(tokens): var.reset(tok)
 
+# %% ../nbs/11_logs.ipynb #67a44337
 def set_log_context(**values):
     "Set context fields until the current task or request ends (for middleware)."
     for k,v in values.items(): _context[k].set(v)
 
+# %% ../nbs/11_logs.ipynb #a5912874
 class RecnbJsonFormatter(JsonFormatter):
     "JSON lines with recnb's field names, the request context and structured exceptions."
     def __init__(self, *args, **kw):
         super().__init__('%(asctime)s %(levelname)s %(name)s %(message)s',
                          rename_fields={'asctime': 'time', 'levelname': 'level', 'name': 'logger'}, *args, **kw)
-    def format(self, record):
-        "The record as one JSON line, formatted once however many handlers (and rotation checks) ask for it."
-        cached = record.__dict__.get('_recnb_json')
-        if cached is not None and cached[0] is self: return cached[1]
-        line = super().format(record)
-        record._recnb_json = (self, line)
-        return line
 
-    def add_fields(self, log_record, record, message_dict):
-        super().add_fields(log_record, record, message_dict)
-        for k, var in _context.items():
-            v = var.get()
-            if v is not None and k not in log_record: log_record[k] = v
-        if record.exc_info and record.exc_info[0] is not None:
-            t, e, tb = record.exc_info
-            log_record.update(exc_type=t.__name__, exc_message=str(e), traceback=''.join(traceback.format_exception(t, e, tb)))
-            log_record.pop('exc_info', None)
-        log_record.pop('_recnb_json', None)
+# %% ../nbs/11_logs.ipynb #84d51597
+@patch
+def format(self:RecnbJsonFormatter, record):
+    "The record as one JSON line, formatted once however many handlers (and rotation checks) ask for it."
+    cached = record.__dict__.get('_recnb_json')
+    if cached is not None and cached[0] is self: return cached[1]
+    line = super(RecnbJsonFormatter, self).format(record)
+    record._recnb_json = (self, line)
+    return line
+
+# %% ../nbs/11_logs.ipynb #7ed02b52
+@patch
+def add_fields(self:RecnbJsonFormatter, log_record, record, message_dict):
+    super(RecnbJsonFormatter, self).add_fields(log_record, record, message_dict)
+    for k, var in _context.items():
+        v = var.get()
+        if v is not None and k not in log_record: log_record[k] = v
+    if record.exc_info and record.exc_info[0] is not None:
+        t, e, tb = record.exc_info
+        log_record.update(exc_type=t.__name__, exc_message=str(e), traceback=''.join(traceback.format_exception(t, e, tb)))
+        log_record.pop('exc_info', None)
+    log_record.pop('_recnb_json', None)
 
 # %% ../nbs/11_logs.ipynb #6dd1899a
 class AppendLog:
@@ -69,43 +80,54 @@ class AppendLog:
         self._fd, self._ino, self._regular, self._lock = None, None, True, threading.Lock()
         self._rotating = FileLock(self.path.with_name(f".{self.path.name}.lock"))
 
-    def write(self, data:bytes):
-        "Append `data` with one `write` call, rotating first if it would take the file past `max_bytes`."
-        with self._lock:
-            if self._fd is None or self._moved(): self._open()
-            if self.max_bytes > 0 and self._regular:
-                size = os.fstat(self._fd).st_size
-                if size and size + len(data) > self.max_bytes: self._rotate(len(data))
-            view = memoryview(data)
-            while view: view = view[os.write(self._fd, view):]
+# %% ../nbs/11_logs.ipynb #8797721f
+@patch
+def _open(self:AppendLog):
+    fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    if self._fd is not None: os.close(self._fd)
+    st = os.fstat(fd)
+    self._fd, self._ino, self._regular = fd, st.st_ino, stat.S_ISREG(st.st_mode)
 
-    def _open(self):
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        if self._fd is not None: os.close(self._fd)
-        st = os.fstat(fd)
-        self._fd, self._ino, self._regular = fd, st.st_ino, stat.S_ISREG(st.st_mode)
+# %% ../nbs/11_logs.ipynb #c6e5bee1
+@patch
+def _moved(self:AppendLog)->bool:
+    "Whether another process rotated (or removed) the file since this one opened it."
+    if not self._regular: return False
+    try: return os.stat(self.path).st_ino != self._ino
+    except FileNotFoundError: return True
 
-    def _moved(self)->bool:
-        "Whether another process rotated (or removed) the file since this one opened it."
-        if not self._regular: return False
-        try: return os.stat(self.path).st_ino != self._ino
-        except FileNotFoundError: return True
+# %% ../nbs/11_logs.ipynb #eb046582
+@patch
+def write(self:AppendLog, data:bytes):
+    "Append `data` with one `write` call, rotating first if it would take the file past `max_bytes`."
+    with self._lock:
+        if self._fd is None or self._moved(): self._open()
+        if self.max_bytes > 0 and self._regular:
+            size = os.fstat(self._fd).st_size
+            if size and size + len(data) > self.max_bytes: self._rotate(len(data))
+        view = memoryview(data)
+        while view: view = view[os.write(self._fd, view):]
 
-    def _rotate(self, n:int):
-        with self._rotating:
-            if not self._moved() and os.fstat(self._fd).st_size + n > self.max_bytes:  # nobody rotated it meanwhile
-                p = self.path
-                for i in range(self.backups - 1, 0, -1):
-                    src = p.with_name(f"{p.name}.{i}")
-                    if src.exists(): src.replace(p.with_name(f"{p.name}.{i+1}"))
-                if self.backups: p.replace(p.with_name(f"{p.name}.1"))
-                else: p.unlink()
-            self._open()
+# %% ../nbs/11_logs.ipynb #5623e2d8
+@patch
+def _rotate(self:AppendLog, n:int):
+    with self._rotating:
+        if not self._moved() and os.fstat(self._fd).st_size + n > self.max_bytes:  # nobody rotated it meanwhile
+            p = self.path
+            for i in range(self.backups - 1, 0, -1):
+                src = p.with_name(f"{p.name}.{i}")
+                if src.exists(): src.replace(p.with_name(f"{p.name}.{i+1}"))
+            if self.backups: p.replace(p.with_name(f"{p.name}.1"))
+            else: p.unlink()
+        self._open()
 
-    def close(self):
-        with self._lock:
-            if self._fd is not None: os.close(self._fd); self._fd = None
+# %% ../nbs/11_logs.ipynb #9215a090
+@patch
+def close(self:AppendLog):
+    with self._lock:
+        if self._fd is not None: os.close(self._fd); self._fd = None
 
+# %% ../nbs/11_logs.ipynb #31361367
 class SharedRotatingFileHandler(logging.Handler):
     "A logging handler that appends each record as one line to an `AppendLog`, safe across processes."
     def __init__(self, filename, maxBytes:int=0, backupCount:int=0, encoding:str='utf-8'):
@@ -113,12 +135,16 @@ class SharedRotatingFileHandler(logging.Handler):
         self.baseFilename, self.encoding = os.fspath(filename), encoding
         self.file = AppendLog(filename, maxBytes, backupCount)
 
-    def emit(self, record):
-        try: self.file.write((self.format(record) + '\n').encode(self.encoding))
-        except Exception: self.handleError(record)
+# %% ../nbs/11_logs.ipynb #c1f12fd3
+@patch
+def emit(self:SharedRotatingFileHandler, record):
+    try: self.file.write((self.format(record) + '\n').encode(self.encoding))
+    except Exception: self.handleError(record)
 
-    def close(self):
-        self.file.close(); super().close()
+# %% ../nbs/11_logs.ipynb #532b9555
+@patch
+def close(self:SharedRotatingFileHandler):
+    self.file.close(); super(SharedRotatingFileHandler, self).close()
 
 # %% ../nbs/11_logs.ipynb #67e129dd
 def logging_config(settings:Settings|None=None, console:bool=True,
@@ -137,6 +163,7 @@ def logging_config(settings:Settings|None=None, console:bool=True,
                         **{n: {'handlers': names, 'level': s.log_level, 'propagate': False} for n in ('uvicorn', 'uvicorn.error')},
                         'uvicorn.access': {'handlers': names if access_log else [], 'level': s.log_level, 'propagate': False}}}
 
+# %% ../nbs/11_logs.ipynb #2895fdcb
 def configure_logging(settings:Settings|None=None, console:bool=True, access_log:bool=True):
     "Configure recnb's and uvicorn's loggers once: JSON to stderr and to a rotating file."
     s = settings or get_settings()
@@ -145,6 +172,7 @@ def configure_logging(settings:Settings|None=None, console:bool=True, access_log
     logging._srcfile = None  # nor the caller's file and line: skip the stack walk (the logging HOWTO's optimisation)
     logging.config.dictConfig(logging_config(s, console, access_log))
 
+# %% ../nbs/11_logs.ipynb #32640ae5
 def get_logger(name:str)->logging.Logger:
     "One of recnb's predefined loggers ('api', 'model', ... or the full 'recnb.api')."
     full = name if name.startswith('recnb.') else f"recnb.{name}"

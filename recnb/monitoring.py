@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 import numpy as np
+from fastcore.basics import patch
 from .logs import AppendLog
 
 # %% auto #0
@@ -19,7 +20,9 @@ __all__ = ['METRICS', 'summarize', 'MetricsCollector', 'zscore', 'is_anomaly', '
 
 # %% ../nbs/12_monitoring.ipynb #dd3d1dfd
 METRICS = ('latency_ms', 'results', 'mean_score', 'cold_start', 'error')
+_COLS = ('time',) + METRICS  # the columns a collector keeps; None is stored as NaN
 
+# %% ../nbs/12_monitoring.ipynb #f812cb21
 def summarize(values)->dict:
     "count, mean, std, p50, p95 and p99 of `values` (None where there are none)."
     a = np.asarray(values, float)
@@ -28,8 +31,6 @@ def summarize(values)->dict:
     return dict(count=int(len(a)), mean=float(a.mean()), std=float(a.std()), p50=float(p50), p95=float(p95), p99=float(p99))
 
 # %% ../nbs/12_monitoring.ipynb #2c8b2503
-_COLS = ('time',) + METRICS  # the columns a collector keeps; None is stored as NaN
-
 class MetricsCollector:
     "Rolling windows of request metrics, persisted as rotating JSONL."
     def __init__(self, windows:dict|None=None, # Window name -> seconds
@@ -47,72 +48,94 @@ class MetricsCollector:
         self.path, self.max_bytes, self.backups, self._f = None if path is None else Path(path), max_bytes, backups, None
         if self.path is not None: self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def record(self, latency_ms:float, results:int=0, mean_score:float|None=None, cold_start:bool=False,
-               error:bool=False, model_version:str|None=None, endpoint:str='/recommend'):
-        "Add one request."
-        t = self.clock()
-        row = (t, float(latency_ms), float(results), math.nan if mean_score is None else float(mean_score), float(cold_start), float(error))
-        with self._lock:
-            self._rows.append(row)
-            if model_version: self._versions[model_version] = t
-            if len(self._rows) >= self.chunk: self._seal(t)
-            if self.path is not None: self._pending.append((row, endpoint, model_version))
-            full = len(self._pending) >= self.flush_every
-        if full: self.flush()
+# %% ../nbs/12_monitoring.ipynb #82c0847b
+@patch
+def record(self:MetricsCollector, latency_ms:float, results:int=0, mean_score:float|None=None, cold_start:bool=False,
+           error:bool=False, model_version:str|None=None, endpoint:str='/recommend'):
+    "Add one request."
+    t = self.clock()
+    row = (t, float(latency_ms), float(results), math.nan if mean_score is None else float(mean_score), float(cold_start), float(error))
+    with self._lock:
+        self._rows.append(row)
+        if model_version: self._versions[model_version] = t
+        if len(self._rows) >= self.chunk: self._seal(t)
+        if self.path is not None: self._pending.append((row, endpoint, model_version))
+        full = len(self._pending) >= self.flush_every
+    if full: self.flush()
 
-    def _seal(self, t):
-        "Move the current rows into a block; drop blocks older than the longest window (under the lock)."
-        self._blocks.append((self._rows[-1][0], np.array(self._rows))); self._rows = []
-        horizon = t - max(self.windows.values())
-        while self._blocks and self._blocks[0][0] < horizon: self._blocks.popleft()
+# %% ../nbs/12_monitoring.ipynb #0061fc67
+@patch
+def _seal(self:MetricsCollector, t):
+    "Move the current rows into a block; drop blocks older than the longest window (under the lock)."
+    self._blocks.append((self._rows[-1][0], np.array(self._rows))); self._rows = []
+    horizon = t - max(self.windows.values())
+    while self._blocks and self._blocks[0][0] < horizon: self._blocks.popleft()
 
-    def _column(self, metric:str, window:str)->np.ndarray:
-        if metric not in METRICS: raise ValueError(f"unknown metric {metric!r}: one of {', '.join(METRICS)}")
-        if window not in self.windows: raise ValueError(f"unknown window {window!r}: one of {', '.join(self.windows)}")
-        since, j = self.clock() - self.windows[window], _COLS.index(metric)
-        with self._lock: parts, rows = [a[:, [0, j]] for last,a in self._blocks if last >= since], list(self._rows)
-        if rows: parts.append(np.array(rows)[:, [0, j]])
-        if not parts: return np.empty(0)
-        a = np.concatenate(parts)
-        v = a[a[:, 0] >= since, 1]
-        return v[~np.isnan(v)]
+# %% ../nbs/12_monitoring.ipynb #3085d852
+@patch
+def _column(self:MetricsCollector, metric:str, window:str)->np.ndarray:
+    if metric not in METRICS: raise ValueError(f"unknown metric {metric!r}: one of {', '.join(METRICS)}")
+    if window not in self.windows: raise ValueError(f"unknown window {window!r}: one of {', '.join(self.windows)}")
+    since, j = self.clock() - self.windows[window], _COLS.index(metric)
+    with self._lock: parts, rows = [a[:, [0, j]] for last,a in self._blocks if last >= since], list(self._rows)
+    if rows: parts.append(np.array(rows)[:, [0, j]])
+    if not parts: return np.empty(0)
+    a = np.concatenate(parts)
+    v = a[a[:, 0] >= since, 1]
+    return v[~np.isnan(v)]
 
-    def values(self, metric:str, window:str)->list:
-        "The values of `metric` recorded within `window`."
-        return self._column(metric, window).tolist()
+# %% ../nbs/12_monitoring.ipynb #0719c0db
+@patch
+def values(self:MetricsCollector, metric:str, window:str)->list:
+    "The values of `metric` recorded within `window`."
+    return self._column(metric, window).tolist()
 
-    def summary(self, metric:str, window:str)->dict:
-        "Statistics of one metric in `window` (see `summarize`)."
-        return summarize(self._column(metric, window))
+# %% ../nbs/12_monitoring.ipynb #9fc3448e
+@patch
+def summary(self:MetricsCollector, metric:str, window:str)->dict:
+    "Statistics of one metric in `window` (see `summarize`)."
+    return summarize(self._column(metric, window))
 
-    def stats(self, window:str)->dict:
-        "Statistics of every metric in `window`, and the model versions seen."
-        out = {m: self.summary(m, window) for m in METRICS}
-        since = self.clock() - self.windows[window]
-        with self._lock: out['model_versions'] = sorted(v for v,t in self._versions.items() if t >= since)
-        return out
+# %% ../nbs/12_monitoring.ipynb #55647548
+@patch
+def stats(self:MetricsCollector, window:str)->dict:
+    "Statistics of every metric in `window`, and the model versions seen."
+    out = {m: self.summary(m, window) for m in METRICS}
+    since = self.clock() - self.windows[window]
+    with self._lock: out['model_versions'] = sorted(v for v,t in self._versions.items() if t >= since)
+    return out
 
-    def flush(self):
-        "Append the records not yet written to the JSONL file (an `AppendLog`: several processes may share it)."
-        with self._lock: todo, self._pending = self._pending, []
-        if not todo: return
-        with self._io:
-            if self._f is None: self._f = AppendLog(self.path, self.max_bytes, self.backups)
-            piece = min(1 << 16, self.max_bytes // 4) if self.max_bytes > 0 else 1 << 16  # bytes per write: rotation stays close to max_bytes
-            buf, size = [], 0
-            for (t, lat, res, ms, cold, err), ep, ver in todo:
-                line = json.dumps(dict(time=t, endpoint=ep, latency_ms=lat, results=int(res), mean_score=None if ms != ms else ms,
-                                       cold_start=bool(cold), error=bool(err), model_version=ver)) + '\n'
-                if buf and size + len(line) > piece: self._f.write(''.join(buf).encode()); buf, size = [], 0
-                buf.append(line); size += len(line)
-            self._f.write(''.join(buf).encode())
+# %% ../nbs/12_monitoring.ipynb #2ca75eea
+def _request_line(row:tuple, endpoint:str, version:str|None)->str:
+    "The JSONL line of one recorded request."
+    t, lat, res, ms, cold, err = row
+    return json.dumps(dict(time=t, endpoint=endpoint, latency_ms=lat, results=int(res), mean_score=None if ms != ms else ms,
+                           cold_start=bool(cold), error=bool(err), model_version=version)) + '\n'
 
-    def close(self):
-        "Write what is pending and close the file."
-        if self.path is None: return
-        self.flush()
-        with self._io:
-            if self._f is not None: self._f.close(); self._f = None
+# %% ../nbs/12_monitoring.ipynb #ed320ce2
+@patch
+def flush(self:MetricsCollector):
+    "Append the records not yet written to the JSONL file (an `AppendLog`: several processes may share it)."
+    with self._lock: todo, self._pending = self._pending, []
+    if not todo: return
+    with self._io:
+        if self._f is None: self._f = AppendLog(self.path, self.max_bytes, self.backups)
+        piece = min(1 << 16, self.max_bytes // 4) if self.max_bytes > 0 else 1 << 16  # bytes per write: rotation stays close to max_bytes
+        buf, size = [], 0
+        for row, ep, ver in todo:
+            line = _request_line(row, ep, ver)
+            if buf and size + len(line) > piece: self._f.write(''.join(buf).encode()); buf, size = [], 0
+            buf.append(line); size += len(line)
+        self._f.write(''.join(buf).encode())
+
+# %% ../nbs/12_monitoring.ipynb #23756493
+@patch
+def close(self:MetricsCollector):
+    "Write what is pending and close the file."
+    if self.path is None: return
+    self.flush()
+    with self._io:
+        if self._f is not None: self._f.close(); self._f = None
 
 # %% ../nbs/12_monitoring.ipynb #b08071ef
 def zscore(value:float, values, min_count:int=30)->float|None:
@@ -122,11 +145,13 @@ def zscore(value:float, values, min_count:int=30)->float|None:
     sd = a.std()
     return None if sd == 0 else float((value - a.mean()) / sd)
 
+# %% ../nbs/12_monitoring.ipynb #c092866c
 def is_anomaly(value:float, values, threshold:float=3.0, min_count:int=30)->bool:
     "Whether `value` is more than `threshold` standard deviations from the mean of `values`."
     z = zscore(value, values, min_count)
     return z is not None and abs(z) > threshold
 
+# %% ../nbs/12_monitoring.ipynb #b998a98a
 def degradation(current:dict, baseline:dict, # metric -> value
                 tolerance:float=0.1, # Relative change allowed
                 higher_is_better:dict|None=None # metric -> bool; default: latency and errors lower, others higher
@@ -148,6 +173,7 @@ class AlertRule:
     name:str; metric:str; window:str = '1m'; stat:str = 'p95'; condition:str = '>'; threshold:float = 0.; cooldown:float = 300.
     min_count:int = 1
 
+# %% ../nbs/12_monitoring.ipynb #340f1704
 _conds = {'>': float.__gt__, '>=': float.__ge__, '<': float.__lt__, '<=': float.__le__}
 
 class Alerter:
@@ -159,28 +185,32 @@ class Alerter:
         self._last, self._lock, self.fired = {}, threading.Lock(), deque(maxlen=100)
         self.log = logging.getLogger('recnb.monitoring')
 
-    def check(self, collector:MetricsCollector)->list[dict]:
-        "Alerts that fire now (outside their cooldown)."
-        out = []
-        for r in self.rules:
-            st = collector.summary(r.metric, r.window)
-            v = st.get(r.stat)
-            if v is None or st['count'] < r.min_count or not _conds[r.condition](float(v), float(r.threshold)): continue
-            now = self.clock()
-            with self._lock:
-                if now - self._last.get(r.name, -math.inf) < r.cooldown: continue
-                self._last[r.name] = now
-            a = dict(alert=r.name, metric=r.metric, window=r.window, stat=r.stat, value=float(v), condition=r.condition,
-                     threshold=r.threshold, time=now)
-            self.fired.append(a); out.append(a)
-            self.log.warning("alert %s: %s %s of %s over %s is %.4g (%s %g)", r.name, r.stat, r.metric, r.window, r.window, v, r.condition, r.threshold, extra={'alert': a})
-            if self.webhook: threading.Thread(target=self._post, args=(a,), daemon=True).start()
-        return out
+# %% ../nbs/12_monitoring.ipynb #00ec9c82
+@patch
+def check(self:Alerter, collector:MetricsCollector)->list[dict]:
+    "Alerts that fire now (outside their cooldown)."
+    out = []
+    for r in self.rules:
+        st = collector.summary(r.metric, r.window)
+        v = st.get(r.stat)
+        if v is None or st['count'] < r.min_count or not _conds[r.condition](float(v), float(r.threshold)): continue
+        now = self.clock()
+        with self._lock:
+            if now - self._last.get(r.name, -math.inf) < r.cooldown: continue
+            self._last[r.name] = now
+        a = dict(alert=r.name, metric=r.metric, window=r.window, stat=r.stat, value=float(v), condition=r.condition,
+                 threshold=r.threshold, time=now)
+        self.fired.append(a); out.append(a)
+        self.log.warning("alert %s: %s %s of %s over %s is %.4g (%s %g)", r.name, r.stat, r.metric, r.window, r.window, v, r.condition, r.threshold, extra={'alert': a})
+        if self.webhook: threading.Thread(target=self._post, args=(a,), daemon=True).start()
+    return out
 
-    def _post(self, alert):
-        import httpx
-        try: httpx.post(self.webhook, json=alert, timeout=5).raise_for_status()
-        except httpx.HTTPError as e: self.log.error("alert webhook %s failed: %s", self.webhook, e)
+# %% ../nbs/12_monitoring.ipynb #92649dca
+@patch
+def _post(self:Alerter, alert):
+    import httpx
+    try: httpx.post(self.webhook, json=alert, timeout=5).raise_for_status()
+    except httpx.HTTPError as e: self.log.error("alert webhook %s failed: %s", self.webhook, e)
 
 # %% ../nbs/12_monitoring.ipynb #3b290a00
 def resources(home:Path)->dict:
@@ -194,6 +224,7 @@ def resources(home:Path)->dict:
     except OSError: pass
     return dict(disk_free=du.free, disk_total=du.total, memory_available=mem)
 
+# %% ../nbs/12_monitoring.ipynb #ccff9e9b
 def check(name:str, fn)->dict:
     "Run one health check: {'component', 'status': 'ok'|'fail', 'detail'}."
     try:
