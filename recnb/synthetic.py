@@ -14,47 +14,29 @@ __all__ = ['TOPICS', 'GENRES', 'synthetic_items', 'synthetic_interactions', 'syn
 
 # %% ../nbs/01a_synthetic.ipynb #9b8d8257
 TOPICS = {
- 'space': 'galaxy planet rocket astronaut star orbit alien comet',
- 'ocean': 'sea ship pirate island wave sailor reef harbor',
- 'war': 'soldier battle army general siege trench tank medal',
- 'romance': 'love heart wedding kiss bride valentine romance sweetheart',
- 'crime': 'detective murder gangster heist robbery cop mafia alibi',
- 'horror': 'ghost zombie vampire haunted demon curse graveyard nightmare',
- 'western': 'cowboy sheriff outlaw saloon ranch frontier gunslinger desert',
- 'sports': 'football boxing champion coach stadium tournament racing marathon',
- 'music': 'song band guitar concert singer orchestra melody jazz',
- 'fantasy': 'dragon wizard kingdom sword quest elf castle sorcerer',
- 'family': 'mother father sister brother grandma family holiday puppy',
- 'science': 'robot laboratory scientist experiment genius machine atom virus',
- 'history': 'emperor empire revolution king queen dynasty pharaoh crusade',
- 'comedy': 'prank clown party roommate blunder joke vacation hangover',
- 'animals': 'lion tiger elephant wolf bear horse eagle dolphin',
- 'food': 'chef kitchen recipe bakery restaurant feast cake spice',
- 'travel': 'journey road train voyage passport tourist expedition safari',
- 'school': 'teacher student college exam campus class graduation prom',
- 'spy': 'agent secret mission spy code traitor embassy cipher',
- 'disaster': 'earthquake flood volcano storm tornado fire tsunami avalanche',
- 'politics': 'president election senator campaign congress scandal vote minister',
- 'medicine': 'doctor hospital nurse surgeon patient cure clinic disease',
- 'tech': 'hacker computer internet startup code network virtual software',
- 'art': 'painter museum sculpture artist gallery portrait canvas dancer',
- 'city': 'street taxi subway skyscraper neighborhood downtown alley night',
- 'nature': 'forest mountain river garden jungle meadow lake valley',
- 'religion': 'priest church faith monk angel prayer temple pilgrim',
- 'legal': 'lawyer judge trial court jury verdict witness prison',
- 'business': 'money banker market fortune empire deal stock tycoon',
- 'martial': 'kung fu samurai ninja dojo karate warrior master',
- 'myth': 'god titan oracle hero legend olympus myth goddess',
- 'superhero': 'hero villain mask cape power mutant vigilante shield',
- 'teen': 'teenager summer camp crush skateboard mall friendship rebel',
- 'documentary': 'truth story life world planet people nature portrait',
- 'mystery': 'clue puzzle secret mansion butler riddle missing shadow',
- 'survival': 'island wilderness survivor storm rescue stranded cold hunger',
- 'cars': 'car race driver highway engine speed garage motor',
- 'aviation': 'pilot plane airport flight sky jet wing airline',
- 'farm': 'farmer barn harvest tractor cow field village country',
- 'royalty': 'prince princess palace throne crown duke heir ball',
+ 'space': 'galaxy planet rocket astronaut star orbit alien comet', 'ocean': 'sea ship pirate island wave sailor reef harbor',
+ 'war': 'soldier battle army general siege trench tank medal', 'romance': 'love heart wedding kiss bride valentine romance sweetheart',
+ 'crime': 'detective murder gangster heist robbery cop mafia alibi', 'horror': 'ghost zombie vampire haunted demon curse graveyard nightmare',
+ 'western': 'cowboy sheriff outlaw saloon ranch frontier gunslinger desert', 'sports': 'football boxing champion coach stadium tournament racing marathon',
+ 'music': 'song band guitar concert singer orchestra melody jazz', 'fantasy': 'dragon wizard kingdom sword quest elf castle sorcerer',
+ 'family': 'mother father sister brother grandma family holiday puppy', 'science': 'robot laboratory scientist experiment genius machine atom virus',
+ 'history': 'emperor empire revolution king queen dynasty pharaoh crusade', 'comedy': 'prank clown party roommate blunder joke vacation hangover',
+ 'animals': 'lion tiger elephant wolf bear horse eagle dolphin', 'food': 'chef kitchen recipe bakery restaurant feast cake spice',
+ 'travel': 'journey road train voyage passport tourist expedition safari', 'school': 'teacher student college exam campus class graduation prom',
+ 'spy': 'agent secret mission spy code traitor embassy cipher', 'disaster': 'earthquake flood volcano storm tornado fire tsunami avalanche',
+ 'politics': 'president election senator campaign congress scandal vote minister', 'medicine': 'doctor hospital nurse surgeon patient cure clinic disease',
+ 'tech': 'hacker computer internet startup code network virtual software', 'art': 'painter museum sculpture artist gallery portrait canvas dancer',
+ 'city': 'street taxi subway skyscraper neighborhood downtown alley night', 'nature': 'forest mountain river garden jungle meadow lake valley',
+ 'religion': 'priest church faith monk angel prayer temple pilgrim', 'legal': 'lawyer judge trial court jury verdict witness prison',
+ 'business': 'money banker market fortune empire deal stock tycoon', 'martial': 'kung fu samurai ninja dojo karate warrior master',
+ 'myth': 'god titan oracle hero legend olympus myth goddess', 'superhero': 'hero villain mask cape power mutant vigilante shield',
+ 'teen': 'teenager summer camp crush skateboard mall friendship rebel', 'documentary': 'truth story life world planet people nature portrait',
+ 'mystery': 'clue puzzle secret mansion butler riddle missing shadow', 'survival': 'island wilderness survivor storm rescue stranded cold hunger',
+ 'cars': 'car race driver highway engine speed garage motor', 'aviation': 'pilot plane airport flight sky jet wing airline',
+ 'farm': 'farmer barn harvest tractor cow field village country', 'royalty': 'prince princess palace throne crown duke heir ball',
 }
+
+# %% ../nbs/01a_synthetic.ipynb #df6a3919
 GENRES = ['Action', 'Adventure', 'Animation', 'Comedy', 'Crime', 'Documentary', 'Drama', 'Fantasy', 'Horror', 'Romance', 'Sci-Fi', 'Thriller']
 _ADJ = 'last great little dark golden silent lost wild broken secret final first red blue long hidden'.split()
 
@@ -75,16 +57,7 @@ def synthetic_items(n_items:int, # Catalogue size
     items = pd.DataFrame(dict(item_id=np.arange(1, n_items+1), title=titles, genres=[genres[t] for t in topic], year=year))
     return items, topic
 
-# %% ../nbs/01a_synthetic.ipynb #b17ae0d2
-def _draw(users, ucum, utop, cum, order, gcum, noise, rs):
-    "One item per entry of `users`: from one of the user's topics by popularity, or (`noise`) from the whole catalogue."
-    slot = (rs.random_sample(len(users))[:, None] > ucum[users]).sum(1)
-    t = utop[users, np.minimum(slot, utop.shape[1]-1)]
-    items = order[np.searchsorted(cum, t + rs.random_sample(len(users))).clip(0, len(order)-1)]
-    g = rs.random_sample(len(users)) < noise
-    items[g] = np.searchsorted(gcum, rs.random_sample(int(g.sum()))).clip(0, len(order)-1)
-    return items
-
+# %% ../nbs/01a_synthetic.ipynb #8118465c
 def _topic_cdf(pop, topic, n_topics):
     "Items ordered by topic, with each topic's cumulative popularity mapped into [t, t+1)."
     order = np.argsort(topic, kind='stable')
@@ -94,6 +67,16 @@ def _topic_cdf(pop, topic, n_topics):
         c = np.cumsum(pop[order[bounds[t]:bounds[t+1]]])
         if len(c): cum[bounds[t]:bounds[t+1]] = t + c/c[-1]
     return order, cum
+
+# %% ../nbs/01a_synthetic.ipynb #b17ae0d2
+def _draw(users, ucum, utop, cum, order, gcum, noise, rs):
+    "One item per entry of `users`: from one of the user's topics by popularity, or (`noise`) from the whole catalogue."
+    slot = (rs.random_sample(len(users))[:, None] > ucum[users]).sum(1)
+    t = utop[users, np.minimum(slot, utop.shape[1]-1)]
+    items = order[np.searchsorted(cum, t + rs.random_sample(len(users))).clip(0, len(order)-1)]
+    g = rs.random_sample(len(users)) < noise
+    items[g] = np.searchsorted(gcum, rs.random_sample(int(g.sum()))).clip(0, len(order)-1)
+    return items
 
 # %% ../nbs/01a_synthetic.ipynb #7e6c943c
 def synthetic_interactions(topic:np.ndarray, # Each item's topic (from `synthetic_items`)
@@ -140,6 +123,7 @@ def synthetic_dataset(n_items:int, n_users:int, n_interactions:int, # Size
     items, topic = synthetic_items(n_items, n_topics, seed)
     return items, synthetic_interactions(topic, n_users, n_interactions, seed=seed+1, **kwargs)
 
+# %% ../nbs/01a_synthetic.ipynb #66d95a06
 def write_synthetic(path, # Directory to write `items` and `interactions` files into (created)
                     items:pd.DataFrame, interactions:pd.DataFrame,
                     fmt:str='csv' # 'csv' or 'parquet'
