@@ -201,7 +201,7 @@ def check(self:Alerter, collector:MetricsCollector)->list[dict]:
         a = dict(alert=r.name, metric=r.metric, window=r.window, stat=r.stat, value=float(v), condition=r.condition,
                  threshold=r.threshold, time=now)
         self.fired.append(a); out.append(a)
-        self.log.warning("alert %s: %s %s of %s over %s is %.4g (%s %g)", r.name, r.stat, r.metric, r.window, r.window, v, r.condition, r.threshold, extra={'alert': a})
+        self.log.warning("alert %s: %s of %s over %s is %.4g (%s %g)", r.name, r.stat, r.metric, r.window, v, r.condition, r.threshold, extra={'alert': a})
         if self.webhook: threading.Thread(target=self._post, args=(a,), daemon=True).start()
     return out
 
