@@ -9,6 +9,7 @@ from __future__ import annotations
 import os, warnings
 from pathlib import Path
 import numpy as np, scipy.sparse as sp
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 # %% auto #0
@@ -38,6 +39,7 @@ def _torch_csr(A:sp.csr_matrix):
         return torch.sparse_csr_tensor(torch.from_numpy(A.indptr.astype(idx, copy=False)), torch.from_numpy(A.indices.astype(idx, copy=False)),
                                        torch.from_numpy(A.data), size=A.shape)
 
+# %% ../nbs/04a_ease.ipynb #96799ea4
 def _spmm(A:sp.csr_matrix, At, Q:np.ndarray)->np.ndarray:
     "`A @ Q`, through `At` (`A` as a torch tensor) when there is one."
     if At is None: return np.asarray(A @ Q)
@@ -56,9 +58,12 @@ class Gram:
         self.shape = (self.X.shape[1],)*2
         self._t = (_torch_csr(self.X), _torch_csr(self.XT)) if use_torch else (None, None)
 
-    def __matmul__(self, Q:np.ndarray)->np.ndarray:
-        Q = np.ascontiguousarray(Q, dtype=np.float32)
-        return _spmm(self.XT, self._t[1], _spmm(self.X, self._t[0], Q))
+# %% ../nbs/04a_ease.ipynb #64e287d5
+@patch
+def __matmul__(self:Gram, Q:np.ndarray)->np.ndarray:
+    "`G @ Q` for a dense `Q`, as `Xᵀ(XQ)`."
+    Q = np.ascontiguousarray(Q, dtype=np.float32)
+    return _spmm(self.XT, self._t[1], _spmm(self.X, self._t[0], Q))
 
 # %% ../nbs/04a_ease.ipynb #fa2cd353
 def gram_eig(G, # A `Gram` (any symmetric positive semi-definite operator with `shape` and `@`)
@@ -101,19 +106,23 @@ class OverBudget(ValueError):
 
 GB = 1024**3
 
+# %% ../nbs/04a_ease.ipynb #663dcd6c
 def dense_bytes(n_items:int)->int:
     "Peak bytes of the dense EASE fit on `n_items` items."
     return 32*n_items**2
 
+# %% ../nbs/04a_ease.ipynb #1acf8edc
 def lowrank_bytes(n_users:int, n_items:int, nnz:int, rank:int, oversample:int=16)->int:
     "Peak bytes of the low-rank EASE fit."
     c = min(rank+oversample, n_items)
     return 16*nnz + 4*(n_users+n_items) + 4*n_users*c + 48*n_items*c
 
+# %% ../nbs/04a_ease.ipynb #2a61cdd5
 def base_bytes(n_items:int, nnz:int)->int:
     "Bytes training holds besides the solver: libraries, interactions and their split, item embeddings."
     return int(1.5*GB) + 160*nnz + 2048*n_items
 
+# %% ../nbs/04a_ease.ipynb #4c779491
 def memory_budget(gb:float|None=None # `RECNB_TRAIN_MEMORY_GB`; None: 70% of the memory there is
                  )->int:
     "Bytes training may use: `gb` gigabytes, or 70% of this machine's memory (or of its container's limit, if lower)."

@@ -26,15 +26,18 @@ class Filters:
     year_min:int|None = None
     year_max:int|None = None
 
+# %% ../nbs/04_vectorstore.ipynb #a6386852
 class Hit(NamedTuple):
     "One search result."
     id:int; score:float
 
+# %% ../nbs/04_vectorstore.ipynb #8a053dc4
 @dataclass
 class VectorSpec:
     "A named vector: its size and distance ('cosine' or 'dot')."
     size:int; distance:str = 'dot'
 
+# %% ../nbs/04_vectorstore.ipynb #2bea19bc
 class VectorStore(Protocol):
     "What recnb needs from Qdrant."
     def create_collection(self, name:str, vectors:dict[str, VectorSpec], n_points:int=0): ...
@@ -49,6 +52,7 @@ class VectorStore(Protocol):
     def count(self, name:str)->int: ...
     def close(self): ...
 
+# %% ../nbs/04_vectorstore.ipynb #35a1833e
 PAYLOAD_INDEXES = {'genres': 'keyword', 'year': 'integer', 'popularity': 'float'}
 
 def _idset(ids)->set|frozenset:
@@ -67,6 +71,7 @@ class IndexParams:
     filtered_ef:int = 200  # Candidates kept while searching with a genre or year filter
     head:float = 0.01  # Share of items, those with the largest scaled norms, searched exactly
 
+# %% ../nbs/04_vectorstore.ipynb #31dfdc8c
 def _filtered(filters:Filters|None)->bool:
     "Whether `filters` restricts anything."
     return bool(filters and (filters.genres or filters.year_min is not None or filters.year_max is not None))
@@ -76,39 +81,42 @@ def _ef(p:IndexParams, filters:Filters|None)->int:
     return p.filtered_ef if _filtered(filters) else p.ef
 
 # %% ../nbs/04_vectorstore.ipynb #a1e0c005
-HEAD = '.head'  # Suffix of the named vector holding a ranged vector's head
-
-def _norms(X, scale, chunk:int=65536)->np.ndarray:
-    "Row norms of `X / scale`, a chunk at a time."
-    return np.concatenate([np.linalg.norm(np.asarray(X[a:a+chunk], np.float32)/scale, axis=1) for a in range(0, len(X), chunk)])
-
 @dataclass
 class Ranging:
     "A norm-ranged `dot` vector: items ÷ `scale`, queries × `scale`; items with scaled norm ≥ `cut` form the head."
     scale:np.ndarray; cut:float
-
-    @classmethod
-    def fit(cls, X:np.ndarray, # (n, d) item vectors
-            head:float=0.01 # Share of the items in the head
-           )->Ranging:
-        "Scale each dimension by its root mean square over `X`; cut so that `head`×n items are in the head."
-        rms = np.sqrt(np.einsum('ij,ij->j', X, X, dtype=np.float64)/max(len(X), 1))
-        scale = np.where(rms > 0, rms, 1.).astype(np.float32)
-        if not len(X): return cls(scale, math.inf)
-        nrm = _norms(X, scale); nh = min(len(X), max(1, math.ceil(head*len(X))))
-        return cls(scale, float(np.partition(nrm, len(X)-nh)[len(X)-nh]))
-
-    def split(self, X)->tuple[np.ndarray, np.ndarray]:
-        "Scaled items and whether each is in the head."
-        Z = np.asarray(X, np.float32)/self.scale
-        return Z, np.linalg.norm(Z, axis=1) >= self.cut
 
     def query(self, q)->np.ndarray: return np.asarray(q, np.float32)*self.scale
     def to_json(self)->dict: return dict(scale=self.scale.tolist(), cut=self.cut)
     @classmethod
     def from_json(cls, d:dict)->Ranging: return cls(np.asarray(d['scale'], np.float32), float(d['cut']))
 
+# %% ../nbs/04_vectorstore.ipynb #34ebaccc
+def _norms(X, scale, chunk:int=65536)->np.ndarray:
+    "Row norms of `X / scale`, a chunk at a time."
+    return np.concatenate([np.linalg.norm(np.asarray(X[a:a+chunk], np.float32)/scale, axis=1) for a in range(0, len(X), chunk)])
+
+@patch(cls_method=True)
+def fit(cls:Ranging, X:np.ndarray, # (n, d) item vectors
+        head:float=0.01 # Share of the items in the head
+       )->Ranging:
+    "Scale each dimension by its root mean square over `X`; cut so that `head`×n items are in the head."
+    rms = np.sqrt(np.einsum('ij,ij->j', X, X, dtype=np.float64)/max(len(X), 1))
+    scale = np.where(rms > 0, rms, 1.).astype(np.float32)
+    if not len(X): return cls(scale, math.inf)
+    nrm = _norms(X, scale); nh = min(len(X), max(1, math.ceil(head*len(X))))
+    return cls(scale, float(np.partition(nrm, len(X)-nh)[len(X)-nh]))
+
+# %% ../nbs/04_vectorstore.ipynb #aeb75508
+@patch
+def split(self:Ranging, X)->tuple[np.ndarray, np.ndarray]:
+    "Scaled items and whether each is in the head."
+    Z = np.asarray(X, np.float32)/self.scale
+    return Z, np.linalg.norm(Z, axis=1) >= self.cut
+
 # %% ../nbs/04_vectorstore.ipynb #a1e0c007
+HEAD = '.head'  # Suffix of the named vector holding a ranged vector's head
+
 def _points(make, # The backend's point type, called as `make(id=, vector=, payload=)`
             ids, vectors:dict[str, np.ndarray], payloads:list[dict], ranged:dict[str, Ranging])->list:
     "Points of a batch; a ranged vector goes scaled to its body or, for head items, to `name+HEAD`."
@@ -123,10 +131,12 @@ def _points(make, # The backend's point type, called as `make(id=, vector=, payl
         out.append(make(id=pid, vector=vec, payload={**payloads[i], '_head': hk} if hk else payloads[i]))
     return out
 
+# %% ../nbs/04_vectorstore.ipynb #e28d9954
 def _merge(hits:list[list], k:int)->list[Hit]:
     "The `k` best of several result lists, as `Hit`s."
     return sorted((Hit(int(p.id), float(p.score)) for h in hits for p in h), key=lambda h: -h.score)[:k]
 
+# %% ../nbs/04_vectorstore.ipynb #0d97ba5b
 def _top(ids:np.ndarray, scores:np.ndarray, k:int, exclude=None)->list[Hit]:
     "The `k` best `scores` (any order) of the points `ids`, leaving out the ids in `exclude`."
     if exclude is not None and len(exclude):
@@ -148,73 +158,11 @@ class EdgeStore:
 
     def _path(self, name): return self.root/check_name(name)
 
-    def set_alias(self, alias, collection):
-        "Point `alias` at `collection` (written atomically to `aliases.json`, the embedded store's alias table)."
-        if not self.has_collection(collection): raise KeyError(f"no vector collection {collection!r} under {self.root}")
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            a = self._aliases(); a[check_name(alias)] = collection
-            atomic_write(self.root/'aliases.json', json.dumps(a, indent=1))
-
-    def _aliases(self)->dict:
-        p = self.root/'aliases.json'
-        return json.loads(p.read_text()) if p.exists() else {}
-
-    def get_alias(self, alias): return self._aliases().get(alias)
-
-    def _shard(self, name):
-        s = self._shards.get(name)
-        if s is not None: return s
-        import qdrant_edge as qe
-        with self._lock:
-            if name not in self._shards:
-                if not self.has_collection(name): raise KeyError(f"no vector collection {name!r} under {self.root}")
-                s = qe.EdgeShard.load(str(self._path(name)))
-                meta = self._path(name)/'recnb.json'
-                ranged = json.loads(meta.read_text())['ranged'] if meta.exists() else {}
-                self._ranged[name] = {k: Ranging.from_json(v) for k,v in ranged.items()}
-                self._exact[name] = s.info().points_count <= self.exact_threshold
-                self._shards[name] = s
-        return self._shards[name]
-
-    def has_collection(self, name): return (self._path(name)/'edge_config.json').exists() or name in self._shards
-
-    def finish(self, name):
-        "Merge segments (and build HNSW above the exact threshold), then flush to disk."
-        s = self._shard(name); s.optimize(); s.flush()
-        self._exact[name] = s.info().points_count <= self.exact_threshold
-
-    def _filter(self, filters, exclude, head:str|None=None):
-        "The edge filter for `filters` and `exclude`; with `head`, only the items in that vector's head."
-        import qdrant_edge as qe
-        must = [qe.FieldCondition(key='_head', match=qe.MatchValue(value=head))] if head else []
-        if filters and filters.genres: must.append(qe.FieldCondition(key='genres', match=qe.MatchAny(any=list(filters.genres))))
-        if filters and (filters.year_min is not None or filters.year_max is not None):
-            must.append(qe.FieldCondition(key='year', range=qe.RangeFloat(gte=filters.year_min, lte=filters.year_max)))
-        must_not = [qe.HasIdCondition(point_ids=_idset(exclude))] if exclude is not None and len(exclude) else []
-        return qe.Filter(must=must, must_not=must_not) if must or must_not else None
-
-    def popular(self, name, k, filters=None, exclude=None):
-        import qdrant_edge as qe
-        q = qe.QueryRequest(query=qe.OrderBy(key='popularity', direction=qe.Direction.Desc), limit=k,
-                            filter=self._filter(filters, exclude), with_payload=False, with_vector=False)
-        return [Hit(int(p.id), float(p.order_value)) for p in self._shard(name).query(q)]
-
-    def count(self, name):
-        import qdrant_edge as qe
-        return self._shard(name).count(qe.CountRequest())
-
-    def delete_collection(self, name):
-        with self._lock:
-            s = self._shards.pop(name, None); self._ranged.pop(name, None)
-            for h in [h for h in self._heads if h[0]==name]: del self._heads[h]
-            if s is not None: s.close()
-        shutil.rmtree(self._path(name), ignore_errors=True)
-
-    def close(self):
-        with self._lock:
-            for s in self._shards.values(): s.close()
-            self._shards.clear(); self._ranged.clear(); self._heads.clear()
+# %% ../nbs/04_vectorstore.ipynb #0a692679
+@patch
+def has_collection(self:EdgeStore, name):
+    "Whether the collection `name` exists."
+    return (self._path(name)/'edge_config.json').exists() or name in self._shards
 
 # %% ../nbs/04_vectorstore.ipynb #a1e0c00a
 @patch
@@ -237,6 +185,31 @@ def create_collection(self:EdgeStore, name, vectors, n_points=0):
     for f,t in (PAYLOAD_INDEXES | ({'_head': 'keyword'} if ranged else {})).items(): s.update(qe.UpdateOperation.create_field_index(f, types[t]))
     with self._lock: self._shards[name],self._exact[name],self._ranged[name] = s,exact,dict.fromkeys(ranged)
 
+# %% ../nbs/04_vectorstore.ipynb #b8e9e279
+@patch
+def _shard(self:EdgeStore, name):
+    "The open shard of `name`, loaded from disk on first use."
+    s = self._shards.get(name)
+    if s is not None: return s
+    import qdrant_edge as qe
+    with self._lock:
+        if name not in self._shards:
+            if not self.has_collection(name): raise KeyError(f"no vector collection {name!r} under {self.root}")
+            s = qe.EdgeShard.load(str(self._path(name)))
+            meta = self._path(name)/'recnb.json'
+            ranged = json.loads(meta.read_text())['ranged'] if meta.exists() else {}
+            self._ranged[name] = {k: Ranging.from_json(v) for k,v in ranged.items()}
+            self._exact[name] = s.info().points_count <= self.exact_threshold
+            self._shards[name] = s
+    return self._shards[name]
+
+# %% ../nbs/04_vectorstore.ipynb #221d5125
+@patch
+def count(self:EdgeStore, name):
+    "Number of points in `name`."
+    import qdrant_edge as qe
+    return self._shard(name).count(qe.CountRequest())
+
 # %% ../nbs/04_vectorstore.ipynb #a1e0c00c
 @patch
 def _ranging(self:EdgeStore, name, vectors)->dict[str, Ranging]:
@@ -247,6 +220,7 @@ def _ranging(self:EdgeStore, name, vectors)->dict[str, Ranging]:
         atomic_write(self._path(name)/'recnb.json', json.dumps(dict(ranged={k: v.to_json() for k,v in r.items()})))
     return r
 
+# %% ../nbs/04_vectorstore.ipynb #33ab1409
 @patch
 def upsert(self:EdgeStore, name, ids, vectors, payloads, batch:int=1000):
     "Write points `batch` at a time."
@@ -256,6 +230,34 @@ def upsert(self:EdgeStore, name, ids, vectors, payloads, batch:int=1000):
     for a in range(0, len(ids), batch):
         b = min(a+batch, len(ids))
         s.update(qe.UpdateOperation.upsert_points(_points(qe.Point, ids[a:b], {k: v[a:b] for k,v in vectors.items()}, payloads[a:b], r)))
+
+# %% ../nbs/04_vectorstore.ipynb #dc52ca4e
+@patch
+def finish(self:EdgeStore, name):
+    "Merge segments (and build HNSW above the exact threshold), then flush to disk."
+    s = self._shard(name); s.optimize(); s.flush()
+    self._exact[name] = s.info().points_count <= self.exact_threshold
+
+# %% ../nbs/04_vectorstore.ipynb #2c6c8282
+@patch
+def _filter(self:EdgeStore, filters, exclude, head:str|None=None):
+    "The edge filter for `filters` and `exclude`; with `head`, only the items in that vector's head."
+    import qdrant_edge as qe
+    must = [qe.FieldCondition(key='_head', match=qe.MatchValue(value=head))] if head else []
+    if filters and filters.genres: must.append(qe.FieldCondition(key='genres', match=qe.MatchAny(any=list(filters.genres))))
+    if filters and (filters.year_min is not None or filters.year_max is not None):
+        must.append(qe.FieldCondition(key='year', range=qe.RangeFloat(gte=filters.year_min, lte=filters.year_max)))
+    must_not = [qe.HasIdCondition(point_ids=_idset(exclude))] if exclude is not None and len(exclude) else []
+    return qe.Filter(must=must, must_not=must_not) if must or must_not else None
+
+# %% ../nbs/04_vectorstore.ipynb #5676dc4b
+@patch
+def popular(self:EdgeStore, name, k, filters=None, exclude=None):
+    "The `k` most popular points of `name` passing `filters`, without `exclude`."
+    import qdrant_edge as qe
+    q = qe.QueryRequest(query=qe.OrderBy(key='popularity', direction=qe.Direction.Desc), limit=k,
+                        filter=self._filter(filters, exclude), with_payload=False, with_vector=False)
+    return [Hit(int(p.id), float(p.order_value)) for p in self._shard(name).query(q)]
 
 # %% ../nbs/04_vectorstore.ipynb #a1e0c00e
 @patch
@@ -273,6 +275,7 @@ def _head(self:EdgeStore, name, using)->tuple[np.ndarray, np.ndarray]:
     h = self._heads[(name, using)] = np.array(ids, np.int64), np.array(vecs, np.float32).reshape(len(ids), -1)
     return h
 
+# %% ../nbs/04_vectorstore.ipynb #7ca79643
 @patch
 def search(self:EdgeStore, name, using, vector, k, filters=None, exclude=None):
     "The `k` best points of `name` by `using`, best first."
@@ -286,6 +289,45 @@ def search(self:EdgeStore, name, using, vector, k, filters=None, exclude=None):
     elif r is not None: ids,Z = self._head(name, using); hits.append(_top(ids, Z @ q, k, exclude))
     return _merge(hits, k)
 
+# %% ../nbs/04_vectorstore.ipynb #a5ec2666
+@patch
+def _aliases(self:EdgeStore)->dict:
+    p = self.root/'aliases.json'
+    return json.loads(p.read_text()) if p.exists() else {}
+
+@patch
+def get_alias(self:EdgeStore, alias):
+    "The collection `alias` points at, or None."
+    return self._aliases().get(alias)
+
+# %% ../nbs/04_vectorstore.ipynb #2dcc9ac8
+@patch
+def set_alias(self:EdgeStore, alias, collection):
+    "Point `alias` at `collection` (written atomically to `aliases.json`, the embedded store's alias table)."
+    if not self.has_collection(collection): raise KeyError(f"no vector collection {collection!r} under {self.root}")
+    self.root.mkdir(parents=True, exist_ok=True)
+    with self._lock:
+        a = self._aliases(); a[check_name(alias)] = collection
+        atomic_write(self.root/'aliases.json', json.dumps(a, indent=1))
+
+# %% ../nbs/04_vectorstore.ipynb #6a9e5b79
+@patch
+def delete_collection(self:EdgeStore, name):
+    "Close and remove the collection `name`."
+    with self._lock:
+        s = self._shards.pop(name, None); self._ranged.pop(name, None)
+        for h in [h for h in self._heads if h[0]==name]: del self._heads[h]
+        if s is not None: s.close()
+    shutil.rmtree(self._path(name), ignore_errors=True)
+
+# %% ../nbs/04_vectorstore.ipynb #bf8d068a
+@patch
+def close(self:EdgeStore):
+    "Close every open shard."
+    with self._lock:
+        for s in self._shards.values(): s.close()
+        self._shards.clear(); self._ranged.clear(); self._heads.clear()
+
 # %% ../nbs/04_vectorstore.ipynb #bc962174
 class ClientStore:
     "Collections through a `qdrant_client.QdrantClient` (server, cluster or local mode)."
@@ -297,48 +339,21 @@ class ClientStore:
         self.client,self.exact_threshold,self.unindexed = client,exact_threshold,tuple(unindexed)
         self.index,self._ranged = index or IndexParams(),{}
 
-    @classmethod
-    def from_settings(cls, settings:Settings):
-        from qdrant_client import QdrantClient
-        if settings.qdrant_url:
-            key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-            return cls(QdrantClient(url=settings.qdrant_url, api_key=key))
-        settings.vectors_dir.mkdir(parents=True, exist_ok=True)
-        return cls(QdrantClient(path=str(settings.vectors_dir/'local')))
-
     def has_collection(self, name): return self.client.collection_exists(check_name(name))
-
     def finish(self, name): pass
-
-    def set_alias(self, alias, collection):
-        "Point the Qdrant collection alias `alias` at `collection` in one atomic server operation."
-        from qdrant_client import models as m
-        ops = [m.CreateAliasOperation(create_alias=m.CreateAlias(collection_name=collection, alias_name=check_name(alias)))]
-        if self.get_alias(alias) is not None: ops.insert(0, m.DeleteAliasOperation(delete_alias=m.DeleteAlias(alias_name=alias)))
-        self.client.update_collection_aliases(change_aliases_operations=ops)
-
-    def get_alias(self, alias):
-        return next((a.collection_name for a in self.client.get_aliases().aliases if a.alias_name == alias), None)
-
-    def _filter(self, filters, exclude, head:str|None=None):
-        "The client filter for `filters` and `exclude`; with `head`, only the items in that vector's head."
-        from qdrant_client import models as m
-        must = [m.FieldCondition(key='_head', match=m.MatchValue(value=head))] if head else []
-        if filters and filters.genres: must.append(m.FieldCondition(key='genres', match=m.MatchAny(any=list(filters.genres))))
-        if filters and (filters.year_min is not None or filters.year_max is not None):
-            must.append(m.FieldCondition(key='year', range=m.Range(gte=filters.year_min, lte=filters.year_max)))
-        must_not = [m.HasIdCondition(has_id=sorted(_idset(exclude)))] if exclude is not None and len(exclude) else []
-        return m.Filter(must=must, must_not=must_not) if must or must_not else None
-
-    def popular(self, name, k, filters=None, exclude=None):
-        from qdrant_client import models as m
-        pts,_ = self.client.scroll(name, scroll_filter=self._filter(filters, exclude), limit=k, with_payload=['popularity'],
-                                   order_by=m.OrderBy(key='popularity', direction=m.Direction.DESC))
-        return [Hit(int(p.id), float(p.payload['popularity'])) for p in pts]
-
     def count(self, name): return self.client.count(name, exact=True).count
-    def delete_collection(self, name): self._ranged.pop(name, None); self.client.delete_collection(check_name(name))
     def close(self): self.client.close()
+
+# %% ../nbs/04_vectorstore.ipynb #d3fa30e1
+@patch(cls_method=True)
+def from_settings(cls:ClientStore, settings:Settings):
+    "The store `settings` describe: the server at `qdrant_url`, else local mode under the vectors directory."
+    from qdrant_client import QdrantClient
+    if settings.qdrant_url:
+        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        return cls(QdrantClient(url=settings.qdrant_url, api_key=key))
+    settings.vectors_dir.mkdir(parents=True, exist_ok=True)
+    return cls(QdrantClient(path=str(settings.vectors_dir/'local')))
 
 # %% ../nbs/04_vectorstore.ipynb #a1e0c00f
 @patch
@@ -376,6 +391,7 @@ def _ranging(self:ClientStore, name, vectors=None)->dict[str, Ranging]:
         if set(kept) != set(r): raise RuntimeError(f"the Qdrant server did not keep the metadata of collection {name!r}: it is older than this qdrant-client")
     return r
 
+# %% ../nbs/04_vectorstore.ipynb #16fa9e54
 @patch
 def upsert(self:ClientStore, name, ids, vectors, payloads, batch:int=512):
     "Write points `batch` at a time, waiting until each batch is searchable."
@@ -385,6 +401,28 @@ def upsert(self:ClientStore, name, ids, vectors, payloads, batch:int=512):
         b = min(a+batch, len(ids))
         self.client.upsert(name, _points(m.PointStruct, ids[a:b], {k: v[a:b] for k,v in vectors.items()}, payloads[a:b], r), wait=True)
 
+# %% ../nbs/04_vectorstore.ipynb #8252dfcb
+@patch
+def _filter(self:ClientStore, filters, exclude, head:str|None=None):
+    "The client filter for `filters` and `exclude`; with `head`, only the items in that vector's head."
+    from qdrant_client import models as m
+    must = [m.FieldCondition(key='_head', match=m.MatchValue(value=head))] if head else []
+    if filters and filters.genres: must.append(m.FieldCondition(key='genres', match=m.MatchAny(any=list(filters.genres))))
+    if filters and (filters.year_min is not None or filters.year_max is not None):
+        must.append(m.FieldCondition(key='year', range=m.Range(gte=filters.year_min, lte=filters.year_max)))
+    must_not = [m.HasIdCondition(has_id=sorted(_idset(exclude)))] if exclude is not None and len(exclude) else []
+    return m.Filter(must=must, must_not=must_not) if must or must_not else None
+
+# %% ../nbs/04_vectorstore.ipynb #8f77a225
+@patch
+def popular(self:ClientStore, name, k, filters=None, exclude=None):
+    "The `k` most popular points of `name` passing `filters`, without `exclude`."
+    from qdrant_client import models as m
+    pts,_ = self.client.scroll(name, scroll_filter=self._filter(filters, exclude), limit=k, with_payload=['popularity'],
+                               order_by=m.OrderBy(key='popularity', direction=m.Direction.DESC))
+    return [Hit(int(p.id), float(p.payload['popularity'])) for p in pts]
+
+# %% ../nbs/04_vectorstore.ipynb #e60d2eeb
 @patch
 def search(self:ClientStore, name, using, vector, k, filters=None, exclude=None):
     "The `k` best points of `name` by `using`, best first."
@@ -395,6 +433,27 @@ def search(self:ClientStore, name, using, vector, k, filters=None, exclude=None)
     main = m.QueryRequest(query=q, using=using, limit=k, filter=self._filter(filters, exclude), params=params)
     reqs = [main] + ([m.QueryRequest(query=q, using=using+HEAD, limit=k, filter=self._filter(filters, exclude, head=using))] if r else [])
     return _merge([x.points for x in self.client.query_batch_points(name, requests=reqs)], k)
+
+# %% ../nbs/04_vectorstore.ipynb #a0829e65
+@patch
+def get_alias(self:ClientStore, alias):
+    "The collection `alias` points at, or None."
+    return next((a.collection_name for a in self.client.get_aliases().aliases if a.alias_name == alias), None)
+
+# %% ../nbs/04_vectorstore.ipynb #44dd77c2
+@patch
+def set_alias(self:ClientStore, alias, collection):
+    "Point the Qdrant collection alias `alias` at `collection` in one atomic server operation."
+    from qdrant_client import models as m
+    ops = [m.CreateAliasOperation(create_alias=m.CreateAlias(collection_name=collection, alias_name=check_name(alias)))]
+    if self.get_alias(alias) is not None: ops.insert(0, m.DeleteAliasOperation(delete_alias=m.DeleteAlias(alias_name=alias)))
+    self.client.update_collection_aliases(change_aliases_operations=ops)
+
+# %% ../nbs/04_vectorstore.ipynb #723b5901
+@patch
+def delete_collection(self:ClientStore, name):
+    "Delete the collection `name`."
+    self._ranged.pop(name, None); self.client.delete_collection(check_name(name))
 
 # %% ../nbs/04_vectorstore.ipynb #88ff780e
 def open_store(settings:Settings|None=None)->VectorStore:
