@@ -275,9 +275,10 @@ _cmds = dict(train=cmd_train, serve=cmd_serve, recommend=cmd_recommend, models=c
 
 def main(argv:list[str]|None=None)->int:
     "Entry point of the `recnb` console script."
+    logged = False  # the traceback of a failure goes to the log file configured here, never to the console
     try:
         a = parser().parse_args(argv)
-        if a.cmd != 'serve': configure_logging(get_settings(), console=False)
+        if a.cmd != 'serve': configure_logging(get_settings(), console=False); logged = True
         return _cmds[a.cmd](a) or 0
     except (UsageError, DataValidationError, RegistryError, ValueError, FileNotFoundError) as e:
         print(f"recnb: error: {e}", file=sys.stderr)
@@ -286,7 +287,6 @@ def main(argv:list[str]|None=None)->int:
         print(f"recnb: error: {e}", file=sys.stderr)
         return 1
     except Exception as e:  # anything else is a failure of the operation, not of its input
-        if (lg := logging.getLogger('recnb')).handlers:  # the log file, once configured (never Python's last-resort stderr)
-            lg.exception("recnb %s failed", ' '.join(argv if argv is not None else sys.argv[1:]))
+        if logged: logging.getLogger('recnb').exception("recnb %s failed", ' '.join(argv if argv is not None else sys.argv[1:]))
         print(f"recnb: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
