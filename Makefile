@@ -7,17 +7,31 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install serve test sync-check nbtest pytest lab bench bench-scale docs browser clean
+.PHONY: install lock serve test sync-check nbtest pytest lab bench bench-scale docs browser clean
 
 install: $(STAMP)
 
 # torch first, pinned to the CPU build, so sentence-transformers does not pull a CUDA build.
-$(STAMP): pyproject.toml
+# Every install takes its versions from constraints.txt, so each run installs the same ones.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
+
+# Refresh constraints.txt after changing the dependencies in pyproject.toml (or to take newer releases):
+# resolve every extra afresh in a scratch venv and freeze it. Local version labels are dropped
+# (torch 2.13.0+cpu is written torch==2.13.0; pip still prefers the CPU build where one is on disk).
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(LOCK_VENV)/bin/python -m pip install -q ".[dev,bench]"
+	{ echo "# pip constraints for every install of recnb and its extras; written by \`make lock\`, do not edit"; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable | grep -v -i '^recnb[ =@]' | sed -E 's/^([^=]+==[^+]+)\+.*$$/\1/'; } > constraints.txt
+	rm -rf $(LOCK_VENV)
 
 serve: install
 	$(BIN)/recnb train --if-missing
@@ -63,7 +77,7 @@ browser:
 # Benchmarks print ratios against baselines measured in the same run; scale.py takes about an hour
 # (20k and 200k synthetic items; `make bench-scale SCALE_ARGS="--sizes 20k"` for the smaller one).
 bench: install
-	$(BIN)/python -m pip install -q -e ".[dev,bench]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,bench]"
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/metrics.py
@@ -71,8 +85,8 @@ bench: install
 	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 bench-scale: install
-	$(BIN)/python -m pip install -q -e ".[dev,bench]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,bench]"
 	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 clean:
-	rm -rf .recnb _proc _docs _preview .pytest_cache
+	rm -rf .recnb _proc _docs _preview .pytest_cache $(LOCK_VENV)

@@ -83,7 +83,7 @@ def parser()->argparse.ArgumentParser:
     r.add_argument('--dry-run', action='store_true', help='print the decision only; change nothing')
     r.add_argument('--reason', default='', help='recorded with the job and the new version')
     r.add_argument('-p', '--param', nargs=2, action='append', metavar=('NAME', 'VALUE'), default=[],
-                   help='a parameter of scheduled/retrain.ipynb (value read as JSON when it parses, else as text)')
+                   help='a parameter of the retrain notebook, recnb/scheduled/retrain.ipynb (value read as JSON when it parses, else as text)')
     r.add_argument('--json', action='store_true', help='print the job as JSON')
     sc = sub.add_parser('schedule', help='run the retraining and evaluation jobs on their cron expressions (APScheduler)')
     sc.add_argument('--once', action='store_true', help='run each job once now, then exit')

@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     retrain_check_ttl: float = 300.  # Seconds an unauthenticated POST /retrain/check may reuse the last decision (data and registry unchanged)
     retrain_cron: str = '0 3 * * *'  # When `recnb schedule` checks and retrains (crontab syntax)
     evaluate_cron: str = '0 2 * * *'  # When `recnb schedule` runs the evaluation notebook
-    scheduled_dir: Path|None = None  # Where retrain.ipynb and evaluate.ipynb are; None: the project's `scheduled/`
+    scheduled_dir: Path|None = None  # Where retrain.ipynb and evaluate.ipynb are; None: the package's `recnb/scheduled/`
     train_memory_gb: float|None = None  # Memory training may use, in GB; None: 70% of the machine's (or container's) memory
     spark_master: str|None = None  # Spark master URL (`spark://host:7077`, `local[2]`); set, training runs on Spark
     spark_conf: dict[str, str] = {}  # Extra Spark configuration, e.g. {"spark.executor.memory": "8g"}

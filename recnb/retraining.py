@@ -9,6 +9,7 @@ from __future__ import annotations
 import json, re, secrets, shutil, threading, time, traceback
 from dataclasses import dataclass, asdict
 from datetime import datetime, timezone
+from importlib.resources import files
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -264,8 +265,8 @@ class Jobs:
 
 # %% ../nbs/40_retraining.ipynb #cdd1a562
 def scheduled_dir(settings:Settings)->Path:
-    "Where the papermill notebooks are: `settings.scheduled_dir`, or the project's `scheduled/`."
-    return Path(settings.scheduled_dir) if settings.scheduled_dir else Path(__file__).resolve().parent.parent/'scheduled'
+    "Where the papermill notebooks are: `settings.scheduled_dir`, else the ones shipped in the package (`recnb/scheduled/`)."
+    return Path(settings.scheduled_dir) if settings.scheduled_dir else Path(str(files('recnb')/'scheduled'))
 
 def _html(nb_path:Path)->Path:
     import nbformat, warnings
@@ -278,7 +279,7 @@ def _html(nb_path:Path)->Path:
     return out
 
 def run_notebook(settings:Settings, kind:str, parameters:dict)->dict:
-    "Execute `scheduled/<kind>.ipynb`; {'path', 'html', 'scraps', 'version', 'error'}."
+    "Execute `<kind>.ipynb` from `scheduled_dir`; {'path', 'html', 'scraps', 'version', 'error'}."
     import papermill as pm, scrapbook as sb
     check_name(kind)
     src = scheduled_dir(settings)/f"{kind}.ipynb"
@@ -379,7 +380,7 @@ def _busy(jobs:Jobs)->bool:
 
 # %% ../nbs/40_retraining.ipynb #51d044e3
 def evaluate_report(settings:Settings|None=None, version:str='production', parameters:dict|None=None)->dict:
-    "Run `scheduled/evaluate.ipynb` for `version`; the report paths and what it recorded."
+    "Run `evaluate.ipynb` from `scheduled_dir` for `version`; the report paths and what it recorded."
     s = settings or get_settings()
     res = run_notebook(s, 'evaluate', dict(home=str(s.home), model_name=s.model_name, data_dir=str(s.data_dir or ''), version=version, **(parameters or {})))
     if res['version'] and res['path']: res['mlflow'] = _record_report(s, 'evaluate', res)

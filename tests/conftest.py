@@ -34,12 +34,12 @@ def trained(tmp_path_factory):
 def home(trained): return trained[0]
 
 class Server:
-    "`recnb serve` in a subprocess on a free loopback port."
-    def __init__(self, env, log:Path, ready:str='/health', args=()):
+    "`recnb serve` in a subprocess on a free loopback port (`exe`: another install's `recnb`; `args`: more `serve` options)."
+    def __init__(self, env, log:Path, ready:str='/health', args=(), exe:Path=BIN/'recnb', cwd=None):
         self.port, self.log = free_port(), log
         self.url = f"http://127.0.0.1:{self.port}"
         with open(log, 'wb') as f:  # a file, not a pipe: nobody reads a pipe, and a full one blocks the server
-            self.proc = subprocess.Popen([str(BIN/'recnb'), 'serve', '--port', str(self.port), *args], env=env, stdout=f, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen([str(exe), 'serve', '--port', str(self.port), *args], env=env, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
         deadline = time.time() + 180
         while time.time() < deadline:
             if self.proc.poll() is not None: raise AssertionError(f"server exited: {log.read_text()[-3000:]}")
