@@ -81,8 +81,11 @@ def test_retrain_promotes_a_better_candidate_and_the_service_serves_it(world):
     assert wait_served(world, '1.0.1')
 
 def test_retrain_keeps_production_when_the_candidate_is_not_better(world):
-    r, job = retrain(world, '--force', '--reason', 'weekly refresh', RECNB_RETRAIN_MARGIN=1)  # nothing beats it by a whole NDCG point
-    assert job['state'] == 'succeeded' and job['promoted'] is False and '<= margin 1' in job['promotion_reason']
+    "A forced retrain on unchanged data at margin 0: a tie (same recipe, same data), never a candidate rejected as worse."
+    r, job = retrain(world, '--force', '--reason', 'weekly refresh', RECNB_RETRAIN_MARGIN=0)
+    assert job['state'] == 'succeeded' and job['promoted'] is False and job['promotion_reason'].startswith('tie:'), job
+    c = job['comparison']
+    assert (c['outcome'], c['production_scored'], c['test']['effect']) == ('tie', 'refitted on the same data', 0.0), c
     assert not job['decision']['retrain']  # forced: the policy alone would not have retrained
     v = registry(world)['versions'][job['version']]
     assert v['stage'] == 'validation' and v['tags']['not_promoted'] == job['promotion_reason']
