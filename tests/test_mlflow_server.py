@@ -39,8 +39,8 @@ def test_mirror_to_a_tracking_server(home, tmp_path):
         c = MlflowClient(f"http://127.0.0.1:{port}")
         mv = c.get_model_version_by_alias('movielens', 'production')
         assert mv.tags['recnb_version'] == '1.0.0' and mv.tags['recnb_stage'] == 'production'
-        mlflow.set_tracking_uri(f"http://127.0.0.1:{port}"); mlflow.set_registry_uri(f"http://127.0.0.1:{port}")
-        pf = mlflow.pyfunc.load_model('models:/movielens@production')
+        pf = mlflow.pyfunc.load_model(mlflow.artifacts.download_artifacts(  # as a user would, but leaving MLflow's global URIs alone
+            c.get_model_version_download_uri('movielens', mv.version), tracking_uri=f"http://127.0.0.1:{port}"))
         got = pf.predict(pd.DataFrame([{'user_id': 1, 'k': 10}, {'items': [1, 2], 'k': 5}, {'user_id': 999999, 'k': 3}]))
         m = HybridRecommender.load(reg.get('movielens', '1.0.0')['path']).index(EdgeStore(tmp_path/'v'))
         for i, kw in enumerate([dict(user_id=1, k=10), dict(items=[1, 2], k=5), dict(user_id=999999, k=3)]):
