@@ -19,12 +19,13 @@ from .config import Settings, atomic_write, check_name, get_settings
 __all__ = ['STAGES', 'LEGAL', 'SCHEMA_VERSION', 'RegistryError', 'NotFound', 'IllegalTransition', 'CorruptRegistry',
            'parse_version', 'bump', 'bump_kind', 'Registry', 'alias_name']
 
-# %% ../nbs/07_registry.ipynb #d6ae1047
+# %% ../nbs/07_registry.ipynb #0347c90f
 STAGES = ('training', 'validation', 'production', 'archived')
 LEGAL = {'training': {'validation', 'archived'}, 'validation': {'production', 'archived'},
          'production': {'archived'}, 'archived': {'production', 'validation'}}
 SCHEMA_VERSION = 1
 
+# %% ../nbs/07_registry.ipynb #7fbd2782
 class RegistryError(Exception): "Base class of registry errors."
 class NotFound(RegistryError, KeyError):
     "No such model or version."
@@ -37,6 +38,7 @@ class IllegalTransition(RegistryError):
 class CorruptRegistry(RegistryError):
     "The registry file cannot be read; it is left untouched."
 
+# %% ../nbs/07_registry.ipynb #74714e0e
 _semver_re = re.compile(r'^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$')
 
 def parse_version(v:str)->tuple[int, int, int]:
@@ -45,6 +47,7 @@ def parse_version(v:str)->tuple[int, int, int]:
     if not m: raise ValueError(f"invalid version {v!r}: expected MAJOR.MINOR.PATCH, e.g. 1.0.0")
     return tuple(map(int, m.groups()))
 
+# %% ../nbs/07_registry.ipynb #9d363927
 def bump(v:str, kind:str)->str:
     "`v` with its `kind` ('major', 'minor' or 'patch') part increased."
     a,b,c = parse_version(v)
@@ -67,7 +70,7 @@ def _now(): return datetime.now(timezone.utc).isoformat(timespec='milliseconds')
 
 
 
-# %% ../nbs/07_registry.ipynb #8df1e662
+# %% ../nbs/07_registry.ipynb #a3039c85
 class Registry:
     "Model versions, stages and their audit log in `root` (a JSON file under a file lock)."
     def __init__(self, root, # Directory of registry.json, audit.jsonl and the lock
@@ -81,76 +84,98 @@ class Registry:
     @classmethod
     def from_settings(cls, settings:Settings|None=None): return cls((settings or get_settings()).home/'registry')
 
-    def _read(self)->dict:
-        if not self.path.exists(): return dict(schema_version=SCHEMA_VERSION, audit_seq=0, last_audit=[], models={})
-        raw = self.path.read_bytes()
-        try: state = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e: raise CorruptRegistry(f"registry file {self.path} is corrupt ({e}); it was left as it is") from e
-        if not isinstance(state, dict) or 'models' not in state: raise CorruptRegistry(f"registry file {self.path} is not a recnb registry; it was left as it is")
-        if state.get('schema_version', 0) > SCHEMA_VERSION: raise CorruptRegistry(f"registry file {self.path} has schema {state['schema_version']}, newer than this recnb ({SCHEMA_VERSION})")
-        return state
+# %% ../nbs/07_registry.ipynb #c8938060
+@patch
+def _read(self:Registry)->dict:
+    "The registry's state as stored (an empty registry when there is no file yet)."
+    if not self.path.exists(): return dict(schema_version=SCHEMA_VERSION, revision=0, audit_seq=0, last_audit=[], models={})
+    raw = self.path.read_bytes()
+    try: state = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e: raise CorruptRegistry(f"registry file {self.path} is corrupt ({e}); it was left as it is") from e
+    if not isinstance(state, dict) or 'models' not in state: raise CorruptRegistry(f"registry file {self.path} is not a recnb registry; it was left as it is")
+    if state.get('schema_version', 0) > SCHEMA_VERSION: raise CorruptRegistry(f"registry file {self.path} has schema {state['schema_version']}, newer than this recnb ({SCHEMA_VERSION})")
+    return state
 
-    def _audit_tail_seq(self)->int:
-        if not self.audit_path.exists(): return 0
-        with open(self.audit_path, 'rb') as f:
-            f.seek(0, 2); size = f.tell(); f.seek(max(0, size-65536))
-            lines = [l for l in f.read().splitlines() if l.strip()]
-        for l in reversed(lines):
-            try: return json.loads(l)['seq']
-            except (ValueError, KeyError): continue  # a torn last line from a crash
-        return 0
+# %% ../nbs/07_registry.ipynb #101b3d24
+@patch
+def _audit_tail_seq(self:Registry)->int:
+    "The `seq` of the last readable audit entry, 0 without one."
+    if not self.audit_path.exists(): return 0
+    with open(self.audit_path, 'rb') as f:
+        f.seek(0, 2); size = f.tell(); f.seek(max(0, size-65536))
+        lines = [l for l in f.read().splitlines() if l.strip()]
+    for l in reversed(lines):
+        try: return json.loads(l)['seq']
+        except (ValueError, KeyError): continue  # a torn last line from a crash
+    return 0
 
-    def _append_audit(self, entries:list[dict]):
-        with open(self.audit_path, 'a+b') as f:
-            size, torn = f.seek(0, 2), False
-            if size: f.seek(size-1); torn = f.read(1) != b'\n'  # a line cut short by a crash stays on its own
-            f.write((('\n' if torn else '') + ''.join(json.dumps(e)+'\n' for e in entries)).encode()); f.flush(); os.fsync(f.fileno())
+# %% ../nbs/07_registry.ipynb #7a0abb69
+@patch
+def _append_audit(self:Registry, entries:list[dict]):
+    "Append `entries` to the audit log, one JSON line each, and fsync it."
+    with open(self.audit_path, 'a+b') as f:
+        size, torn = f.seek(0, 2), False
+        if size: f.seek(size-1); torn = f.read(1) != b'\n'  # a line cut short by a crash stays on its own
+        f.write((('\n' if torn else '') + ''.join(json.dumps(e)+'\n' for e in entries)).encode()); f.flush(); os.fsync(f.fileno())
 
-    def _recover(self, state):
-        "Append the audit entries a crash kept from the log."
-        tail = self._audit_tail_seq()
-        missing = [e for e in state.get('last_audit') or [] if e['seq'] > tail]
-        if missing: self._append_audit(missing)
+# %% ../nbs/07_registry.ipynb #c008a891
+@patch
+def _recover(self:Registry, state):
+    "Append the audit entries a crash kept from the log."
+    tail = self._audit_tail_seq()
+    missing = [e for e in state.get('last_audit') or [] if e['seq'] > tail]
+    if missing: self._append_audit(missing)
 
-    @contextmanager
-    def _txn(self):
-        "Lock, read, let the caller change the state, write it and its audit entry."
-        with self.lock:
-            state = self._read()
-            self._recover(state)
-            before = json.dumps(state, sort_keys=True)
-            pending = []
-            yield state, pending
-            if json.dumps(state, sort_keys=True) == before and not pending: return
-            if pending:  # the registry first, holding the entries the log must end with; then the log
-                seq = state['audit_seq']
-                state['last_audit'] = [dict(e, seq=seq+i+1) for i,e in enumerate(pending)]
-                state['audit_seq'] = seq+len(pending)
-            atomic_write(self.path, json.dumps(state, indent=1))
-            if pending: self._append_audit(state['last_audit'])
+# %% ../nbs/07_registry.ipynb #fb1659e8
+@patch
+@contextmanager
+def _txn(self:Registry):
+    "Lock, read, let the caller change the state, write it and its audit entry."
+    with self.lock:
+        state = self._read()
+        self._recover(state)
+        before = json.dumps(state, sort_keys=True)
+        pending = []
+        yield state, pending
+        if json.dumps(state, sort_keys=True) == before and not pending: return
+        if pending:  # the registry first, holding the entries the log must end with; then the log
+            seq = state['audit_seq']
+            state['last_audit'] = [dict(e, seq=seq+i+1) for i,e in enumerate(pending)]
+            state['audit_seq'] = seq+len(pending)
+        state['revision'] = state.get('revision', 0) + 1  # a file written before the counter existed counts from 0
+        atomic_write(self.path, json.dumps(state, indent=1))
+        if pending: self._append_audit(state['last_audit'])
 
-    def load(self)->dict:
-        "The whole registry (read under the lock, after recovering the audit log)."
-        with self._txn() as (state, _): return deepcopy(state)
+# %% ../nbs/07_registry.ipynb #c01f231f
+@patch
+def load(self:Registry)->dict:
+    "The whole registry (read under the lock, after recovering the audit log)."
+    with self._txn() as (state, _): return deepcopy(state)
 
-# %% ../nbs/07_registry.ipynb #91b7ee67
+# %% ../nbs/07_registry.ipynb #564f82df
+@patch
+def revision(self:Registry)->int:
+    "A number every write of the registry increases (0 before the first write); cheap to poll."
+    return self._read().get('revision', 0)
+
+# %% ../nbs/07_registry.ipynb #6ef28d76
 def _model(state, name):
     m = state['models'].get(check_name(name))
     if m is None: raise NotFound(f"no model named {name!r}")
     return m
 
+# %% ../nbs/07_registry.ipynb #a60e4dc3
 def _version(state, name, version):
     parse_version(version)
     v = _model(state, name)['versions'].get(version)
     if v is None: raise NotFound(f"model {name!r} has no version {version}")
     return v
 
+# %% ../nbs/07_registry.ipynb #f36f60e9
 def _audit(name, version, src, dst, actor, reason):
     return dict(time=_now(), model=name, version=version, from_stage=src, to_stage=dst, actor=actor, reason=reason)
 
-# %% ../nbs/07_registry.ipynb #eb4e9769
-_fields = ('metrics', 'params', 'tags', 'data_fingerprint', 'collection', 'path', 'report', 'embedding_model')
-
+# %% ../nbs/07_registry.ipynb #4fe6c0e2
 @patch
 def register(self:Registry, name:str, # Model name
              params:dict|None=None, # Training parameters (the recipe)
@@ -178,6 +203,9 @@ def register(self:Registry, name:str, # Model name
         audit.append(_audit(name, version, None, 'training', actor, reason))
         return deepcopy(m['versions'][version])
 
+# %% ../nbs/07_registry.ipynb #a6c1a267
+_fields = ('metrics', 'params', 'tags', 'data_fingerprint', 'collection', 'path', 'report', 'embedding_model')
+
 @patch
 def update(self:Registry, name:str, version:str, **fields)->dict:
     "Set metadata fields of a version (metrics, tags, collection, path, report, mlflow, ...)."
@@ -188,6 +216,7 @@ def update(self:Registry, name:str, version:str, **fields)->dict:
         for k,val in fields.items(): v[k] = {**v[k], **val} if isinstance(v.get(k), dict) and isinstance(val, dict) and k!='mlflow' else val
         return deepcopy(v)
 
+# %% ../nbs/07_registry.ipynb #d60f0bad
 @patch
 def transition(self:Registry, name:str, version:str, stage:str, actor:str='recnb', reason:str='')->dict:
     "Move a version to `stage` (use `promote` for production)."
@@ -201,11 +230,12 @@ def transition(self:Registry, name:str, version:str, stage:str, actor:str='recnb
         v['stage'] = stage
         return deepcopy(v)
 
-# %% ../nbs/07_registry.ipynb #12bde5b0
+# %% ../nbs/07_registry.ipynb #31d114a2
 def alias_name(name:str)->str:
     "The vector-store alias that names a model's production collection."
     return f"{check_name(name)}-production"
 
+# %% ../nbs/07_registry.ipynb #d68f2f16
 @patch
 def promote(self:Registry, name:str, version:str, actor:str='recnb', reason:str='', store=None)->dict:
     "Make `version` the production version of `name`; the previous one is archived."
@@ -229,9 +259,11 @@ def promote(self:Registry, name:str, version:str, actor:str='recnb', reason:str=
         if restore: _move_alias(store, name, restore)
         raise
 
+# %% ../nbs/07_registry.ipynb #3832ddba
 def _move_alias(store, name, collection):
     if hasattr(store, 'set_alias'): store.set_alias(alias_name(name), collection)
 
+# %% ../nbs/07_registry.ipynb #e9a06702
 @patch
 def previous_production(self:Registry, name:str)->str|None:
     "The version that was in production before the current one."
@@ -242,6 +274,7 @@ def previous_production(self:Registry, name:str)->str|None:
         if v != cur and state['models'][name]['versions'][v]['stage'] == 'archived': return v
     return None
 
+# %% ../nbs/07_registry.ipynb #ad51bd6e
 @patch
 def rollback(self:Registry, name:str, actor:str='recnb', reason:str='rollback', store=None)->dict:
     "Restore the previous production version of `name`."
@@ -249,27 +282,30 @@ def rollback(self:Registry, name:str, actor:str='recnb', reason:str='rollback', 
     if prev is None: raise IllegalTransition('-', 'production', 'production (no earlier production version to roll back to)')
     return self.promote(name, prev, actor, reason or 'rollback', store)
 
-# %% ../nbs/07_registry.ipynb #66d0ca87
-_metric_re = re.compile(r'^\s*([\w@.\-]+)\s*(>=|<=|>|<|==)\s*(-?[\d.]+(?:e-?\d+)?)\s*$')
-_ops = {'>=': float.__ge__, '<=': float.__le__, '>': float.__gt__, '<': float.__lt__, '==': float.__eq__}
-
+# %% ../nbs/07_registry.ipynb #b53ff91e
 @patch
 def models(self:Registry)->list[dict]:
     "Every model with its production version and version count."
     return [dict(name=n, production=m['production'], versions=len(m['versions']), created_at=m['created_at'])
             for n,m in sorted(self.load()['models'].items())]
 
+# %% ../nbs/07_registry.ipynb #bd7c3658
 @patch
 def get(self:Registry, name:str, version:str|None=None)->dict:
     "A model (with its versions), or one version."
     state = self.load()
     return deepcopy(_version(state, name, version) if version else _model(state, name))
 
+# %% ../nbs/07_registry.ipynb #26dd84db
 @patch
 def production(self:Registry, name:str)->dict|None:
     "The production version of `name`, or None."
     m = self.get(name)
     return m['versions'][m['production']] if m['production'] else None
+
+# %% ../nbs/07_registry.ipynb #62174107
+_metric_re = re.compile(r'^\s*([\w@.\-]+)\s*(>=|<=|>|<|==)\s*(-?[\d.]+(?:e-?\d+)?)\s*$')
+_ops = {'>=': float.__ge__, '<=': float.__le__, '>': float.__gt__, '<': float.__lt__, '==': float.__eq__}
 
 @patch
 def search(self:Registry, name:str, stage:str|None=None, # Keep versions in this stage
@@ -293,6 +329,7 @@ def search(self:Registry, name:str, stage:str|None=None, # Keep versions in this
         out.append(v)
     return out
 
+# %% ../nbs/07_registry.ipynb #949fc38d
 @patch
 def audit(self:Registry)->list[dict]:
     "Every audit entry, oldest first (a torn last line from a crash is skipped)."
@@ -304,6 +341,7 @@ def audit(self:Registry)->list[dict]:
         except ValueError: continue
     return out
 
+# %% ../nbs/07_registry.ipynb #4718ff12
 @patch
 def history(self:Registry, name:str)->list[dict]:
     "Every stage change of model `name`, oldest first: who, when, why, from and to."

@@ -10,6 +10,7 @@ import asyncio, hmac, itertools, logging, os, time, uuid
 from collections import deque
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
+from fastcore.basics import patch
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Header, HTTPException, Query, Request, Response, Security
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
@@ -30,14 +31,17 @@ from filelock import FileLock
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest, multiprocess
 
 # %% auto #0
-__all__ = ['log', 'api_key_header', 'NAME_PATTERN', 'VERSION_PATTERN', 'JOB_ID_PATTERN', 'NameParam', 'VersionParam',
-           'JobIdParam', 'FiltersIn', 'RecommendRequest', 'ErrorOut', 'RecItem', 'RecommendResponse', 'refresh',
-           'lifespan', 'create_app', 'recommend', 'endpoint_label', 'Observer', 'ObserveMiddleware',
-           'operations_router', 'FaultsIn', 'set_faults', 'error_responses', 'require_api_key', 'ActionIn',
-           'VersionOut', 'ModelSummary', 'ModelOut', 'StageChange', 'models_router', 'RetrainIn', 'JobOut',
-           'JobStarted', 'retraining_router']
+__all__ = ['log', 'SettingsDep', 'RegistryDep', 'StoreDep', 'ModelDep', 'ObserverDep', 'FaultLatencyDep', 'recommendations',
+           'operations', 'api_key_header', 'faults', 'NAME_PATTERN', 'VERSION_PATTERN', 'JOB_ID_PATTERN', 'NameParam',
+           'VersionParam', 'JobIdParam', 'models', 'retraining', 'FiltersIn', 'RecommendRequest', 'ErrorOut',
+           'error_responses', 'RecItem', 'RecommendResponse', 'refresh', 'lifespan', 'create_app', 'get_settings_dep',
+           'get_registry', 'get_store', 'get_model', 'get_observer', 'get_fault_latency', 'recommend', 'endpoint_label',
+           'Observer', 'ObserveMiddleware', 'livez', 'readyz', 'health', 'metrics', 'summary', 'require_api_key',
+           'ActionIn', 'FaultsIn', 'set_faults', 'VersionOut', 'ModelSummary', 'ModelOut', 'StageChange', 'list_models',
+           'production', 'history', 'promote', 'rollback', 'show', 'invalid', 'RetrainIn', 'JobOut', 'JobStarted',
+           'get_decisions', 'retrain_check', 'list_jobs', 'get_job']
 
-# %% ../nbs/20_serving.ipynb #276e012e
+# %% ../nbs/20_serving.ipynb #15933539
 class FiltersIn(BaseModel):
     "Payload filters of a request."
     model_config = ConfigDict(extra='forbid', strict=True)
@@ -53,6 +57,7 @@ class FiltersIn(BaseModel):
 
     def to_filters(self): return Filters(self.genres or None, self.year_min, self.year_max)  # the model matches genres case-insensitively
 
+# %% ../nbs/20_serving.ipynb #ae670c18
 class RecommendRequest(BaseModel):
     "Whom to recommend for (exactly one of `user_id`, `items`, `query`) and how."
     model_config = ConfigDict(extra='forbid', strict=True, json_schema_extra={
@@ -71,27 +76,37 @@ class RecommendRequest(BaseModel):
         if len(given)!=1: raise ValueError(f"give exactly one of user_id, items or query (got {given or 'none'})")
         return self
 
+# %% ../nbs/20_serving.ipynb #ba021ad6
 class ErrorOut(BaseModel):
     "The body of every error but 422 (whose `detail` lists the fields at fault)."
     detail:str = Field(examples=["model 'nope' not found"])
 
+# %% ../nbs/20_serving.ipynb #d5932480
+_meaning = {400: "The body cannot be parsed (not UTF-8 JSON)", 401: "Missing or wrong API key, or the server has no RECNB_API_KEY",
+            404: "No such model, version or job", 409: "The registry refuses this stage change",
+            503: "The model, the vector store or the registry is not available"}
+
+def error_responses(*codes:int)->dict:
+    "FastAPI `responses` for these error statuses, each with its meaning and an `ErrorOut` body."
+    auth = {'headers': {'WWW-Authenticate': {'description': 'X-API-Key', 'schema': {'type': 'string'}}}}
+    return {c: {'model': ErrorOut, 'description': _meaning[c], **(auth if c == 401 else {})} for c in codes}
+
+# %% ../nbs/20_serving.ipynb #5f4a1fc1
 class RecItem(BaseModel):
     "One recommended item."
     item_id:int; title:str; score:float; cold_start:bool
 
+# %% ../nbs/20_serving.ipynb #a9219c00
 class RecommendResponse(BaseModel):
     "The recommendations and the model that made them."
     model_name:str; model_version:str; request_id:str
     cold_start:bool = Field(description="True when the answer is the popular-items fallback for an unknown user")
     items:list[RecItem]
 
-# %% ../nbs/20_serving.ipynb #ddd7268b
+# %% ../nbs/20_serving.ipynb #9d953a68
 log = logging.getLogger('recnb.api')
 
-def _mtime(p): 
-    try: return p.stat().st_mtime_ns
-    except FileNotFoundError: return None
-
+# %% ../nbs/20_serving.ipynb #41d26c25
 def _load_production(app)->HybridRecommender|None:
     "The registry's production model, loaded and warmed up, if it is not the one being served."
     s, reg, cur = app.state.settings, app.state.registry, app.state.model
@@ -106,6 +121,7 @@ def _load_production(app)->HybridRecommender|None:
     load_encoder()
     return m
 
+# %% ../nbs/20_serving.ipynb #b95cf824
 async def refresh(app:FastAPI)->bool:
     "Swap in the registry's production model if it changed; whether it did."
     async with app.state.swap_lock:
@@ -115,17 +131,25 @@ async def refresh(app:FastAPI)->bool:
         log.info("now serving %s %s (was %s)", new.name, new.version, old and old.version)
         return True
 
+# %% ../nbs/20_serving.ipynb #9899f3c5
+def _revision(reg:Registry)->int|None:
+    "The registry's revision, or None when the file cannot be read."
+    try: return reg.revision()
+    except (CorruptRegistry, OSError): return None
+
+# %% ../nbs/20_serving.ipynb #c4646573
 async def _watch_registry(app:FastAPI):
-    "Poll the registry file; refresh when it changes."
-    path, last = app.state.registry.path, _mtime(app.state.registry.path)
+    "Poll the registry's revision; refresh when it changes (the first poll always checks)."
+    reg, last = app.state.registry, None
     while True:
         await asyncio.sleep(app.state.settings.registry_poll_seconds)
-        now = _mtime(path)
+        now = await run_in_threadpool(_revision, reg)
         if now == last and app.state.model is not None: continue
         last = now
         try: await refresh(app)
         except Exception: log.exception("could not load the new production model; still serving the old one")
 
+# %% ../nbs/20_serving.ipynb #94d707fd
 @asynccontextmanager
 async def lifespan(app:FastAPI):
     "Open the vector store and registry, load the production model; watch the registry while serving."
@@ -142,6 +166,7 @@ async def lifespan(app:FastAPI):
         app.state.observer.drain(); app.state.observer.collector.close()
         app.state.store.close()
 
+# %% ../nbs/20_serving.ipynb #3b716d1b
 def create_app(settings:Settings|None=None # Defaults to `get_settings()`
               )->FastAPI:
     "The recnb HTTP API."
@@ -150,25 +175,41 @@ def create_app(settings:Settings|None=None # Defaults to `get_settings()`
     s = app.state.settings = settings or get_settings()
     app.state.observer = Observer(s)
     if s.monitoring: app.add_middleware(ObserveMiddleware, observer=app.state.observer)
-    app.post('/recommend', response_model=RecommendResponse, tags=['recommend'],
-             responses={200: {'headers': {'X-Request-ID': {'description': 'The request id', 'schema': {'type': 'string'}}}}, **error_responses(400, 503)})(recommend)
-    app.include_router(operations_router())
-    app.include_router(models_router())
-    app.include_router(retraining_router())
-    if s.fault_injection: app.post('/debug/faults', tags=['operations'], dependencies=[Depends(require_api_key)], responses=error_responses(400, 401))(set_faults)
+    for r in (recommendations, operations, models, retraining): app.include_router(r)
+    if s.fault_injection: app.include_router(faults)
     for exc,code in ((NotFound, 404), (IllegalTransition, 409), (CorruptRegistry, 503)):
         app.add_exception_handler(exc, lambda req, e, code=code: JSONResponse({'detail': str(e)}, status_code=code))
     return app
 
-# %% ../nbs/20_serving.ipynb #77a053a3
-async def recommend(body:RecommendRequest, request:Request, response:Response,
+# %% ../nbs/20_serving.ipynb #5534fda7
+def get_settings_dep(request:Request)->Settings: return request.app.state.settings
+def get_registry(request:Request)->Registry: return request.app.state.registry
+def get_store(request:Request): return request.app.state.store
+def get_model(request:Request)->HybridRecommender|None: return request.app.state.model
+def get_observer(request:Request)->Observer: return request.app.state.observer
+def get_fault_latency(request:Request)->float: return request.app.state.fault_latency
+
+# %% ../nbs/20_serving.ipynb #9d06cf6a
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+StoreDep = Annotated[Any, Depends(get_store)]
+ModelDep = Annotated[HybridRecommender|None, Depends(get_model)]
+ObserverDep = Annotated['Observer', Depends(get_observer)]
+FaultLatencyDep = Annotated[float, Depends(get_fault_latency)]
+
+# %% ../nbs/20_serving.ipynb #89e03864
+recommendations = APIRouter(tags=['recommend'])
+
+@recommendations.post('/recommend', response_model=RecommendResponse,
+    responses={200: {'headers': {'X-Request-ID': {'description': 'The request id', 'schema': {'type': 'string'}}}}, **error_responses(400, 503)})
+async def recommend(body:RecommendRequest, request:Request, response:Response, m:ModelDep, store:StoreDep, latency:FaultLatencyDep,
                     x_request_id:Annotated[str|None, Header()]=None)->RecommendResponse:
     "Top-k items for a user, a list of liked items, or a free-text query."
-    m, obs = request.app.state.model, request.scope.get('recnb')
+    obs = request.scope.get('recnb')
     rid = obs['request_id'] if obs else _request_id(x_request_id)
     if not obs: response.headers['X-Request-ID'] = rid
-    if m is None: raise HTTPException(503, _unavailable(request.app) or "no model is being served: run `recnb train`, then `recnb models promote`")
-    if request.app.state.fault_latency: await asyncio.sleep(request.app.state.fault_latency)
+    if m is None: raise HTTPException(503, _unavailable(m, store) or "no model is being served: run `recnb train`, then `recnb models promote`")
+    if latency: await asyncio.sleep(latency)
     if obs is not None: set_log_context(model_version=m.version, user_id=body.user_id); obs['user_id'] = body.user_id
     kw = dict(user_id=body.user_id, items=body.items, query=body.query, k=body.k,
               filters=body.filters.to_filters() if body.filters else None, exclude_seen=body.exclude_seen)
@@ -177,7 +218,7 @@ async def recommend(body:RecommendRequest, request:Request, response:Response,
         field = 'items' if isinstance(e, UnknownItems) or body.items is not None else 'query' if body.query is not None else 'user_id'
         raise HTTPException(422, [{'loc': ['body', field], 'msg': str(e), 'type': 'value_error'}]) from e
     except Exception as e:
-        why = await run_in_threadpool(_unavailable, request.app)
+        why = await run_in_threadpool(_unavailable, m, store)
         if why: raise HTTPException(503, why) from e
         raise
     if obs is not None:
@@ -186,13 +227,14 @@ async def recommend(body:RecommendRequest, request:Request, response:Response,
     return RecommendResponse(model_name=m.name, model_version=m.version, request_id=rid, cold_start=recs.cold_start,
                              items=[RecItem(item_id=r.item_id, title=r.title, score=r.score, cold_start=r.cold_start) for r in recs.items])
 
-# %% ../nbs/20_serving.ipynb #9ed9148a
+# %% ../nbs/20_serving.ipynb #4227908e
 _known = {'/recommend', '/retrain/check', '/health', '/livez', '/readyz', '/metrics', '/metrics/summary', '/docs', '/openapi.json', '/debug/faults'}
 
 def endpoint_label(path:str)->str:
     "The Prometheus label of a path: known routes as they are, `/models...` as `/models`, anything else `other`."
     return path if path in _known else '/models' if path.startswith('/models') else '/jobs' if path.startswith('/jobs') else 'other'
 
+# %% ../nbs/20_serving.ipynb #69a4cb73
 class Observer:
     "One app's Prometheus series, rolling metrics, request log lines, anomalies and alerts."
     def __init__(self, s:Settings):
@@ -210,46 +252,56 @@ class Observer:
         self.log, self._children = logging.getLogger('recnb.monitoring'), {}  # (endpoint, status) -> Prometheus series
         self.pending = deque()  # finished requests not yet accounted for
 
-    def done(self, scope:dict, status:int, seconds:float):
-        "Note a finished request (called by the middleware; cheap)."
-        self.pending.append((time.time(), scope['path'], scope['method'], (scope.get('client') or ['-'])[0], status, seconds, scope['recnb']))
+# %% ../nbs/20_serving.ipynb #5b5a70fb
+@patch
+def done(self:Observer, scope:dict, status:int, seconds:float):
+    "Note a finished request (called by the middleware; cheap)."
+    self.pending.append((time.time(), scope['path'], scope['method'], (scope.get('client') or ['-'])[0], status, seconds, scope['recnb']))
 
-    def drain(self):
-        "Account for every noted request: Prometheus series, rolling metrics, anomalies, one JSON log line each."
-        on = log.isEnabledFor(logging.INFO)
-        while self.pending:
-            try: t, path, method, client, status, seconds, obs = self.pending.popleft()
-            except IndexError: return  # another thread took the last one
-            info = obs.get('info')
-            self.observe(endpoint_label(path), status, seconds, info)
-            if not on: continue
-            extra = dict(method=method, path=path, status=status, duration_ms=round(seconds*1000, 3), client=client, request_id=obs['request_id'])
-            if info: extra.update(model_version=info['model_version'], user_id=obs.get('user_id'))
-            r = log.makeRecord(log.name, logging.INFO, __name__, 0, 'request', None, None, extra=extra)
-            r.created, r.msecs = t, (t - int(t))*1000  # when the request finished, not when it was accounted for
-            log.handle(r)
+# %% ../nbs/20_serving.ipynb #4496c25b
+@patch
+def drain(self:Observer):
+    "Account for every noted request: Prometheus series, rolling metrics, anomalies, one JSON log line each."
+    on = log.isEnabledFor(logging.INFO)
+    while self.pending:
+        try: t, path, method, client, status, seconds, obs = self.pending.popleft()
+        except IndexError: return  # another thread took the last one
+        info = obs.get('info')
+        self.observe(endpoint_label(path), status, seconds, info)
+        if not on: continue
+        extra = dict(method=method, path=path, status=status, duration_ms=round(seconds*1000, 3), client=client, request_id=obs['request_id'])
+        if info: extra.update(model_version=info['model_version'], user_id=obs.get('user_id'))
+        r = log.makeRecord(log.name, logging.INFO, __name__, 0, 'request', None, None, extra=extra)
+        r.created, r.msecs = t, (t - int(t))*1000  # when the request finished, not when it was accounted for
+        log.handle(r)
 
-    def observe(self, endpoint:str, status:int, seconds:float, info:dict|None):
-        c = self._children.get((endpoint, status))
-        if c is None: c = self._children[endpoint, status] = (self.requests.labels(endpoint, str(status)), self.latency.labels(endpoint))
-        c[0].inc(); c[1].observe(seconds)
-        if endpoint != '/recommend': return
-        ms = seconds*1000
-        self.collector.record(ms, error=status >= 500, **(info or {}))
-        b = self.baseline
-        if b and b['count'] >= 30 and b['std'] and ms - b['mean'] > self.min_ms and (ms - b['mean'])/b['std'] > self.z:
-            a = dict(time=time.time(), metric='latency_ms', value=ms, zscore=(ms - b['mean'])/b['std'], mean=b['mean'], std=b['std'])
-            self.anomalies.append(a)
-            self.log.warning("latency anomaly: %.1f ms, z = %.1f", ms, a['zscore'], extra={'anomaly': a})
+# %% ../nbs/20_serving.ipynb #f83f7f13
+@patch
+def observe(self:Observer, endpoint:str, status:int, seconds:float, info:dict|None):
+    "Count one request in the Prometheus series; for `/recommend`, record it and check it for a latency anomaly."
+    c = self._children.get((endpoint, status))
+    if c is None: c = self._children[endpoint, status] = (self.requests.labels(endpoint, str(status)), self.latency.labels(endpoint))
+    c[0].inc(); c[1].observe(seconds)
+    if endpoint != '/recommend': return
+    ms = seconds*1000
+    self.collector.record(ms, error=status >= 500, **(info or {}))
+    b = self.baseline
+    if b and b['count'] >= 30 and b['std'] and ms - b['mean'] > self.min_ms and (ms - b['mean'])/b['std'] > self.z:
+        a = dict(time=time.time(), metric='latency_ms', value=ms, zscore=(ms - b['mean'])/b['std'], mean=b['mean'], std=b['std'])
+        self.anomalies.append(a)
+        self.log.warning("latency anomaly: %.1f ms, z = %.1f", ms, a['zscore'], extra={'anomaly': a})
 
-    def tick(self):
-        "Refresh the latency baseline (last 5 minutes), check the alert rules, write pending request records."
-        self.drain()
-        st = self.collector.summary('latency_ms', '5m')
-        self.baseline = st if st['count'] else None
-        self.alerter.check(self.collector)
-        self.collector.flush()
+# %% ../nbs/20_serving.ipynb #21bd3948
+@patch
+def tick(self:Observer):
+    "Refresh the latency baseline (last 5 minutes), check the alert rules, write pending request records."
+    self.drain()
+    st = self.collector.summary('latency_ms', '5m')
+    self.baseline = st if st['count'] else None
+    self.alerter.check(self.collector)
+    self.collector.flush()
 
+# %% ../nbs/20_serving.ipynb #0fab2894
 async def _tick(app:FastAPI):
     "Account for finished requests every 0.05 s; every `monitor_interval` s, the observer's tick (in a thread)."
     o, every, last = app.state.observer, app.state.settings.monitor_interval, time.monotonic()
@@ -262,135 +314,137 @@ async def _tick(app:FastAPI):
                 await run_in_threadpool(o.tick)
         except Exception: log.exception("monitoring tick failed")
 
+# %% ../nbs/20_serving.ipynb #2eb4fb9a
 _ids, _id_prefix = itertools.count(), uuid.uuid4().hex[:16]
 
 def _request_id(given:str|None)->str:
     "The client's `X-Request-ID` when it is sane, else an id unique to this process and request."
     return given if given and len(given)<=128 and given.isprintable() else f"{_id_prefix}{next(_ids):016x}"
 
+# %% ../nbs/20_serving.ipynb #b81ced60
 class ObserveMiddleware:
     "Request id, log context and the observer's note for every HTTP request."
     def __init__(self, app, observer:Observer): self.app, self.observer = app, observer
 
-    async def __call__(self, scope, receive, send):
-        if scope['type'] != 'http': return await self.app(scope, receive, send)
-        given = None
-        for k,v in scope['headers']:
-            if k == b'x-request-id': given = v.decode('latin-1'); break
-        rid = _request_id(given)
-        set_log_context(request_id=rid, model_version=None, user_id=None)
-        scope['recnb'] = {'request_id': rid}
-        status, t0, header = 500, time.perf_counter(), (b'x-request-id', rid.encode())
-        async def send_(msg):
-            nonlocal status
-            if msg['type'] == 'http.response.start':
-                status = msg['status']
-                msg['headers'] = [*msg.get('headers', []), header]
-            await send(msg)
-        try: await self.app(scope, receive, send_)
-        finally: self.observer.done(scope, status, time.perf_counter() - t0)
+# %% ../nbs/20_serving.ipynb #0ae98307
+@patch
+async def __call__(self:ObserveMiddleware, scope, receive, send):
+    if scope['type'] != 'http': return await self.app(scope, receive, send)
+    given = None
+    for k,v in scope['headers']:
+        if k == b'x-request-id': given = v.decode('latin-1'); break
+    rid = _request_id(given)
+    set_log_context(request_id=rid, model_version=None, user_id=None)
+    scope['recnb'] = {'request_id': rid}
+    status, t0, header = 500, time.perf_counter(), (b'x-request-id', rid.encode())
+    async def send_(msg):
+        nonlocal status
+        if msg['type'] == 'http.response.start':
+            status = msg['status']
+            msg['headers'] = [*msg.get('headers', []), header]
+        await send(msg)
+    try: await self.app(scope, receive, send_)
+    finally: self.observer.done(scope, status, time.perf_counter() - t0)
 
-# %% ../nbs/20_serving.ipynb #d75d9370
-def _components(app)->list[dict]:
-    st, m = app.state, app.state.model
+# %% ../nbs/20_serving.ipynb #462721d6
+def _components(m:HybridRecommender|None, store, registry:Registry)->list[dict]:
+    "The status of the model, the vector store and the registry."
     def model():
         if m is None: raise RuntimeError("no production model is loaded")
         return f"{m.name} {m.version}"
-    def store():
-        if m is not None: return f"{st.store.count(m.collection)} points in {m.collection}"
-        st.store.has_collection('recnb-ping'); return 'reachable'
-    return [check('model', model), check('vector_store', store), check('registry', lambda: f"{len(st.registry.models())} models")]
+    def vectors():
+        if m is not None: return f"{store.count(m.collection)} points in {m.collection}"
+        store.has_collection('recnb-ping'); return 'reachable'
+    return [check('model', model), check('vector_store', vectors), check('registry', lambda: f"{len(registry.models())} models")]
 
-def _unavailable(app)->str|None:
+# %% ../nbs/20_serving.ipynb #38539484
+def _unavailable(m:HybridRecommender|None, store)->str|None:
     "Why requests cannot be served (the vector store unreachable), or None."
-    c = _components(app)[1]
+    c = _components(m, store, None)[1]
     return None if c['status'] == 'ok' else f"vector store unavailable: {c['detail']}"
 
-def operations_router()->APIRouter:
-    r = APIRouter(tags=['operations'])
+# %% ../nbs/20_serving.ipynb #5c4413b5
+operations = APIRouter(tags=['operations'])
 
-    @r.get('/livez')
-    async def livez()->dict:
-        "The process is alive."
-        return {'status': 'alive'}
+@operations.get('/livez')
+async def livez()->dict:
+    "The process is alive."
+    return {'status': 'alive'}
 
-    @r.get('/readyz', responses={503: {'description': 'Not ready: `failing` names the components that fail', 'content': {'application/json': {}}}})
-    async def readyz(request:Request):
-        "Ready to serve: model loaded, vector store reachable, registry readable (503 naming what fails)."
-        comps = await run_in_threadpool(_components, request.app)
-        failing = [c['component'] for c in comps if c['status'] != 'ok']
-        body = {'status': 'ready' if not failing else 'not ready', 'failing': failing, 'components': comps}
-        return JSONResponse(body, status_code=503 if failing else 200)
+# %% ../nbs/20_serving.ipynb #b3405f4b
+@operations.get('/readyz', responses={503: {'description': 'Not ready: `failing` names the components that fail', 'content': {'application/json': {}}}})
+async def readyz(m:ModelDep, store:StoreDep, reg:RegistryDep):
+    "Ready to serve: model loaded, vector store reachable, registry readable (503 naming what fails)."
+    comps = await run_in_threadpool(_components, m, store, reg)
+    failing = [c['component'] for c in comps if c['status'] != 'ok']
+    body = {'status': 'ready' if not failing else 'not ready', 'failing': failing, 'components': comps}
+    return JSONResponse(body, status_code=503 if failing else 200)
 
-    @r.get('/health', responses={503: {'description': 'A component fails: `failing` names it', 'content': {'application/json': {}}}})
-    async def health(request:Request):
-        "Every component's status, resources and the model being served."
-        app = request.app; m = app.state.model
-        comps = await run_in_threadpool(_components, app)
-        failing = [c['component'] for c in comps if c['status'] != 'ok']
-        body = dict(status='ok' if not failing else 'unavailable', failing=failing, components=comps, recnb=__version__,
-                    model=None if m is None else dict(name=m.name, version=m.version, collection=m.collection),
-                    vector_store=type(app.state.store).__name__, resources=resources(app.state.settings.home))
-        return JSONResponse(body, status_code=503 if failing else 200)
+# %% ../nbs/20_serving.ipynb #68a5abb6
+@operations.get('/health', responses={503: {'description': 'A component fails: `failing` names it', 'content': {'application/json': {}}}})
+async def health(m:ModelDep, store:StoreDep, reg:RegistryDep, s:SettingsDep):
+    "Every component's status, resources and the model being served."
+    comps = await run_in_threadpool(_components, m, store, reg)
+    failing = [c['component'] for c in comps if c['status'] != 'ok']
+    body = dict(status='ok' if not failing else 'unavailable', failing=failing, components=comps, recnb=__version__,
+                model=None if m is None else dict(name=m.name, version=m.version, collection=m.collection),
+                vector_store=type(store).__name__, resources=resources(s.home))
+    return JSONResponse(body, status_code=503 if failing else 200)
 
-    @r.get('/metrics', response_class=PlainTextResponse,
-           responses={200: {'content': {'text/plain': {'schema': {'type': 'string'}}}, 'description': 'Prometheus text format'}})
-    async def metrics(request:Request):
-        "Prometheus text format."
-        o, m = request.app.state.observer, request.app.state.model
-        o.drain()
-        if m is not None: o.model.info({'name': m.name, 'version': m.version})
-        return PlainTextResponse(generate_latest(o.registry), media_type=CONTENT_TYPE_LATEST)
+# %% ../nbs/20_serving.ipynb #f55dde98
+@operations.get('/metrics', response_class=PlainTextResponse,
+                responses={200: {'content': {'text/plain': {'schema': {'type': 'string'}}}, 'description': 'Prometheus text format'}})
+async def metrics(o:ObserverDep, m:ModelDep):
+    "Prometheus text format."
+    o.drain()
+    if m is not None: o.model.info({'name': m.name, 'version': m.version})
+    return PlainTextResponse(generate_latest(o.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @r.get('/metrics/summary')
-    async def summary(request:Request)->dict:
-        "Rolling statistics per window, recent anomalies and alerts."
-        o = request.app.state.observer
-        o.drain()
-        stats = await run_in_threadpool(lambda: {w: o.collector.stats(w) for w in o.collector.windows})
-        return dict(windows=stats, anomalies=list(o.anomalies), alerts=list(o.alerter.fired))
-    return r
+# %% ../nbs/20_serving.ipynb #9f381ba2
+@operations.get('/metrics/summary')
+async def summary(o:ObserverDep)->dict:
+    "Rolling statistics per window, recent anomalies and alerts."
+    o.drain()
+    stats = await run_in_threadpool(lambda: {w: o.collector.stats(w) for w in o.collector.windows})
+    return dict(windows=stats, anomalies=list(o.anomalies), alerts=list(o.alerter.fired))
 
-class FaultsIn(BaseModel):
-    "Latency to inject into `/recommend` (fault drills)."
-    model_config = ConfigDict(extra='forbid', strict=True)
-    latency_ms:float = Field(0, ge=0, le=60_000, description="Delay added to every /recommend")
-
-async def set_faults(body:FaultsIn, request:Request)->dict:
-    "Inject latency into /recommend (only with RECNB_FAULT_INJECTION and the API key)."
-    request.app.state.fault_latency = body.latency_ms/1000
-    return {'latency_ms': body.latency_ms}
-
-# %% ../nbs/20_serving.ipynb #0abe6569
-_meaning = {400: "The body cannot be parsed (not UTF-8 JSON)", 401: "Missing or wrong API key, or the server has no RECNB_API_KEY",
-            404: "No such model, version or job", 409: "The registry refuses this stage change",
-            503: "The model, the vector store or the registry is not available"}
-
-def error_responses(*codes:int)->dict:
-    "FastAPI `responses` for these error statuses, each with its meaning and an `ErrorOut` body."
-    auth = {'headers': {'WWW-Authenticate': {'description': 'X-API-Key', 'schema': {'type': 'string'}}}}
-    return {c: {'model': ErrorOut, 'description': _meaning[c], **(auth if c == 401 else {})} for c in codes}
-
+# %% ../nbs/20_serving.ipynb #34836d8d
 api_key_header = APIKeyHeader(name='X-API-Key', auto_error=False, description="The server's RECNB_API_KEY")
 
 def _has_key(s:Settings, x_api_key:str|None)->bool:
     "Whether the request carries the configured API key (compared in constant time)."
     return s.api_key is not None and x_api_key is not None and hmac.compare_digest(x_api_key.encode(), s.api_key.get_secret_value().encode())
 
-async def require_api_key(request:Request, x_api_key:Annotated[str|None, Security(api_key_header)]=None):
+# %% ../nbs/20_serving.ipynb #d0378753
+async def require_api_key(s:SettingsDep, x_api_key:Annotated[str|None, Security(api_key_header)]=None):
     "Refuse the request (401) unless it carries the configured API key."
-    s = request.app.state.settings
     if s.api_key is None: raise HTTPException(401, "mutating endpoints are disabled: the server has no RECNB_API_KEY", headers={'WWW-Authenticate': 'X-API-Key'})
     if not _has_key(s, x_api_key):
         raise HTTPException(401, "missing or wrong API key (send it in the X-API-Key header)", headers={'WWW-Authenticate': 'X-API-Key'})
 
+# %% ../nbs/20_serving.ipynb #5f06a159
 class ActionIn(BaseModel):
     "Who asks for a promotion or rollback, and why (recorded in the audit log)."
     model_config = ConfigDict(extra='forbid', strict=True)
     actor:str = Field('api', max_length=200)
     reason:str = Field('', max_length=2000)
 
-# %% ../nbs/20_serving.ipynb #7f3b2c91
+# %% ../nbs/20_serving.ipynb #9de10852
+class FaultsIn(BaseModel):
+    "Latency to inject into `/recommend` (fault drills)."
+    model_config = ConfigDict(extra='forbid', strict=True)
+    latency_ms:float = Field(0, ge=0, le=60_000, description="Delay added to every /recommend")
+
+# %% ../nbs/20_serving.ipynb #20f1e0c3
+faults = APIRouter(tags=['operations'])
+
+@faults.post('/debug/faults', dependencies=[Depends(require_api_key)], responses=error_responses(400, 401))
+async def set_faults(body:FaultsIn, request:Request)->dict:
+    "Inject latency into /recommend (only with RECNB_FAULT_INJECTION and the API key)."
+    request.app.state.fault_latency = body.latency_ms/1000
+    return {'latency_ms': body.latency_ms}
+
+# %% ../nbs/20_serving.ipynb #8d31b2cc
 NAME_PATTERN = r'^[A-Za-z0-9](\.?[A-Za-z0-9_-])*\.?$'  # `check_name`, with at most 64 characters: no '..'
 VERSION_PATTERN = r'^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$'
 JOB_ID_PATTERN = r'^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$'
@@ -402,12 +456,13 @@ NameParam = Annotated[str, AfterValidator(check_name), PathParam(description="A 
 VersionParam = Annotated[str, AfterValidator(_version), PathParam(description='MAJOR.MINOR.PATCH', json_schema_extra={'pattern': VERSION_PATTERN}, examples=['1.0.0'])]
 JobIdParam = Annotated[str, PathParam(description='YYYYMMDDTHHMMSSZ-xxxxxx', json_schema_extra={'pattern': JOB_ID_PATTERN}, examples=['20260101T000000Z-abcdef'])]
 
+# %% ../nbs/20_serving.ipynb #3e919da7
 def _check(name:str):
     "A 422 naming the path's `name` unless it is a valid name."
     try: check_name(name)
     except ValueError as e: raise HTTPException(422, [{'loc': ['path', 'name'], 'msg': str(e), 'type': 'value_error'}])
 
-# %% ../nbs/20_serving.ipynb #4b9c1d53
+# %% ../nbs/20_serving.ipynb #44b45020
 class VersionOut(BaseModel):
     "One version of a model: stage, recipe, metrics, where its files and vectors are."
     model_config = ConfigDict(extra='allow')
@@ -416,77 +471,84 @@ class VersionOut(BaseModel):
     data_fingerprint:str|None = None; embedding_model:str|None = None
     collection:str|None = None; path:str|None = None; report:str|None = None; mlflow:dict[str, Any]|None = None
 
+# %% ../nbs/20_serving.ipynb #24dd933c
 class ModelSummary(BaseModel):
     "A model, its production version and how many versions it has."
     name:str; production:str|None; versions:int; created_at:str
 
+# %% ../nbs/20_serving.ipynb #31930cd7
 class ModelOut(BaseModel):
     "A model and all its versions."
     model_config = ConfigDict(extra='allow')
     name:str; created_at:str; production:str|None; versions:dict[str, VersionOut]
 
+# %% ../nbs/20_serving.ipynb #d387de5c
 class StageChange(BaseModel):
     "One entry of a model's history: which version moved from what stage to what, when, by whom and why."
     model_config = ConfigDict(extra='allow')
     time:str; model:str; version:str; from_stage:Literal[STAGES]|None; to_stage:Literal[STAGES]; actor:str; reason:str
 
-# %% ../nbs/20_serving.ipynb #3bedd274
-def models_router()->APIRouter:
-    "Routes of the model registry: list, show, production, history, promote, rollback."
-    r = APIRouter(prefix='/models', tags=['models'], responses=error_responses(503))
-    reg = lambda req: req.app.state.registry
+# %% ../nbs/20_serving.ipynb #3795a23c
+models = APIRouter(prefix='/models', tags=['models'], responses=error_responses(503))
+_name = {'name': '$response.body#/0/name'}
 
-    name = {'name': '$response.body#/0/name'}
-    @r.get('', responses={200: {'links': {'show': {'operationId': 'show_model', 'parameters': name}, 'rollback': {'operationId': 'rollback', 'parameters': name}}}})
-    async def list_models(request:Request)->list[ModelSummary]:
-        "Every model with its production version."
-        return await run_in_threadpool(reg(request).models)
+@models.get('', responses={200: {'links': {'show': {'operationId': 'show_model', 'parameters': _name}, 'rollback': {'operationId': 'rollback', 'parameters': _name}}}})
+async def list_models(reg:RegistryDep)->list[ModelSummary]:
+    "Every model with its production version."
+    return await run_in_threadpool(reg.models)
 
-    @r.get('/{name}/production', responses=error_responses(404))
-    async def production(name:NameParam, request:Request)->VersionOut:
-        "The production version of a model."
-        e = await run_in_threadpool(reg(request).production, name)
-        if e is None: raise HTTPException(404, f"model {name!r} has no production version")
-        return e
+# %% ../nbs/20_serving.ipynb #20a09354
+@models.get('/{name}/production', responses=error_responses(404))
+async def production(name:NameParam, reg:RegistryDep)->VersionOut:
+    "The production version of a model."
+    e = await run_in_threadpool(reg.production, name)
+    if e is None: raise HTTPException(404, f"model {name!r} has no production version")
+    return e
 
-    @r.get('/{name}/history', responses=error_responses(404))
-    async def history(name:NameParam, request:Request)->list[StageChange]:
-        "Every stage change of a model, oldest first."
-        return await run_in_threadpool(reg(request).history, name)
+# %% ../nbs/20_serving.ipynb #0e47c622
+@models.get('/{name}/history', responses=error_responses(404))
+async def history(name:NameParam, reg:RegistryDep)->list[StageChange]:
+    "Every stage change of a model, oldest first."
+    return await run_in_threadpool(reg.history, name)
 
-    @r.post('/{name}/versions/{version}/promote', operation_id='promote', dependencies=[Depends(require_api_key)], responses=error_responses(400, 401, 404, 409))
-    async def promote(name:NameParam, version:VersionParam, request:Request, background:BackgroundTasks, body:ActionIn|None=None)->VersionOut:
-        "Put a version in production; the previous one is archived. Needs the API key."
-        b, app = body or ActionIn(), request.app
-        e = await run_in_threadpool(reg(request).promote, name, version, b.actor, b.reason, app.state.store)
-        if name == app.state.settings.model_name: await refresh(app)
-        background.add_task(sync_quietly, app.state.settings, reg(request), name)
-        return e
+# %% ../nbs/20_serving.ipynb #a32fde1e
+@models.post('/{name}/versions/{version}/promote', operation_id='promote', dependencies=[Depends(require_api_key)], responses=error_responses(400, 401, 404, 409))
+async def promote(name:NameParam, version:VersionParam, request:Request, background:BackgroundTasks, reg:RegistryDep,
+                  store:StoreDep, s:SettingsDep, body:ActionIn|None=None)->VersionOut:
+    "Put a version in production; the previous one is archived. Needs the API key."
+    b = body or ActionIn()
+    e = await run_in_threadpool(reg.promote, name, version, b.actor, b.reason, store)
+    if name == s.model_name: await refresh(request.app)
+    background.add_task(sync_quietly, s, reg, name)
+    return e
 
-    @r.post('/{name}/rollback', operation_id='rollback', dependencies=[Depends(require_api_key)], responses=error_responses(400, 401, 404, 409))
-    async def rollback(name:NameParam, request:Request, background:BackgroundTasks, body:ActionIn|None=None)->VersionOut:
-        "Put the previous production version back. Needs the API key."
-        b, app = body or ActionIn(reason='rollback'), request.app
-        e = await run_in_threadpool(reg(request).rollback, name, b.actor, b.reason or 'rollback', app.state.store)
-        if name == app.state.settings.model_name: await refresh(app)
-        background.add_task(sync_quietly, app.state.settings, reg(request), name)
-        return e
+# %% ../nbs/20_serving.ipynb #9aaa7002
+@models.post('/{name}/rollback', operation_id='rollback', dependencies=[Depends(require_api_key)], responses=error_responses(400, 401, 404, 409))
+async def rollback(name:NameParam, request:Request, background:BackgroundTasks, reg:RegistryDep,
+                   store:StoreDep, s:SettingsDep, body:ActionIn|None=None)->VersionOut:
+    "Put the previous production version back. Needs the API key."
+    b = body or ActionIn(reason='rollback')
+    e = await run_in_threadpool(reg.rollback, name, b.actor, b.reason or 'rollback', store)
+    if name == s.model_name: await refresh(request.app)
+    background.add_task(sync_quietly, s, reg, name)
+    return e
 
-    @r.get('/{name}', operation_id='show_model', responses={**error_responses(404), 200: {'links': {'promote': {'operationId': 'promote',
-           'parameters': {'name': '$response.body#/name', 'version': '$response.body#/production'}}}}})
-    async def show(name:NameParam, request:Request)->ModelOut:
-        "A model and all its versions."
-        return await run_in_threadpool(reg(request).get, name)
+# %% ../nbs/20_serving.ipynb #bd611969
+@models.get('/{name}', operation_id='show_model', responses={**error_responses(404), 200: {'links': {'promote': {'operationId': 'promote',
+            'parameters': {'name': '$response.body#/name', 'version': '$response.body#/production'}}}}})
+async def show(name:NameParam, reg:RegistryDep)->ModelOut:
+    "A model and all its versions."
+    return await run_in_threadpool(reg.get, name)
 
-    @r.api_route('/{rest:path}', methods=['GET', 'POST'], include_in_schema=False)
-    async def invalid(rest:str):
-        "Paths whose name part holds '/' (or '..'): refused as invalid names."
-        name = rest.split('/versions/')[0].removesuffix('/rollback').removesuffix('/production').removesuffix('/history')
-        _check(name)
-        raise HTTPException(404, f"no route /models/{rest}")
-    return r
+# %% ../nbs/20_serving.ipynb #c013aaff
+@models.api_route('/{rest:path}', methods=['GET', 'POST'], include_in_schema=False)
+async def invalid(rest:str):
+    "Paths whose name part holds '/' (or '..'): refused as invalid names."
+    name = rest.split('/versions/')[0].removesuffix('/rollback').removesuffix('/production').removesuffix('/history')
+    _check(name)
+    raise HTTPException(404, f"no route /models/{rest}")
 
-# %% ../nbs/20_serving.ipynb #2624412c
+# %% ../nbs/20_serving.ipynb #133414cf
 class RetrainIn(BaseModel):
     "Whether to start a job, and how."
     model_config = ConfigDict(extra='forbid', strict=True)
@@ -494,6 +556,7 @@ class RetrainIn(BaseModel):
     force:bool = Field(False, description="Retrain even when not due")
     reason:str = Field('', max_length=2000)
 
+# %% ../nbs/20_serving.ipynb #32ff71f6
 class JobOut(BaseModel):
     "A retraining job: state, reason, timings, the decision, the version it trained and whether it was promoted, its report or error."
     model_config = ConfigDict(extra='allow')
@@ -503,60 +566,73 @@ class JobOut(BaseModel):
     report:str|None = None; report_html:str|None = None; embedding:dict[str, Any]|None = None; comparison:dict[str, Any]|None = None
     error:str|None = None
 
+# %% ../nbs/20_serving.ipynb #e7c2ff38
 class JobStarted(BaseModel):
     "The decision, and the job started (202)."
     decision:dict[str, Any]; job:JobOut
 
-def _live_degradation(app)->dict|None:
+# %% ../nbs/20_serving.ipynb #75a9eb09
+def _live_degradation(o:Observer)->dict|None:
     "The last 5 minutes' mean latency, error share and score against the last hour's, or None without enough requests."
     from recnb.monitoring import degradation
-    c = app.state.observer.collector
+    c = o.collector
     def means(w): return {m: st['mean'] for m in ('latency_ms', 'error', 'mean_score') if (st := c.summary(m, w))['count'] >= 30}
     a, b = means('5m'), means('1h')
     return degradation(a, b, tolerance=0.5) if a and b else None
 
-def _check_retrain(app):
+# %% ../nbs/20_serving.ipynb #85b19d62
+def _check_retrain(s:Settings, reg:Registry, o:Observer):
     "The retraining decision, with the live metrics as the monitoring input (in a worker thread: it reads the data)."
     from recnb.retraining import check_retrain
-    s = app.state.settings
-    return check_retrain(s, app.state.registry, _live_degradation(app) if s.monitoring else None)
+    return check_retrain(s, reg, _live_degradation(o) if s.monitoring else None)
 
-def _cached_check_retrain(app)->tuple:
+# %% ../nbs/20_serving.ipynb #e912d1ee
+def get_decisions(request:Request):
+    "The app's `DecisionCache`, made on first use."
+    from recnb.retraining import DecisionCache
+    st = request.app.state
+    if getattr(st, 'decisions', None) is None: st.decisions = DecisionCache(st.settings.retrain_check_ttl)
+    return st.decisions
+
+# %% ../nbs/20_serving.ipynb #85a18976
+def _cached_check_retrain(s:Settings, reg:Registry, o:Observer, decisions)->tuple:
     "The decision for a caller without the API key, and whether it was reused (`DecisionCache`): the data is read once per change or TTL."
-    from recnb.retraining import DecisionCache, decision_key
-    if getattr(app.state, 'decisions', None) is None: app.state.decisions = DecisionCache(app.state.settings.retrain_check_ttl)
-    return app.state.decisions.get(decision_key(app.state.settings, app.state.registry), lambda: _check_retrain(app))
+    from recnb.retraining import decision_key
+    return decisions.get(decision_key(s, reg), lambda: _check_retrain(s, reg, o))
 
-def retraining_router()->APIRouter:
-    from recnb.retraining import JobNotFound, JobRunning, Jobs, start_retrain
-    r = APIRouter(tags=['retraining'])
+# %% ../nbs/20_serving.ipynb #41146859
+retraining = APIRouter(tags=['retraining'])
+_started = {'model': JobStarted, 'description': 'A job started: follow it at /jobs/{job_id}',
+            'links': {'job': {'operationId': 'get_job', 'parameters': {'job_id': '$response.body#/job/id'}}}}
 
-    started = {'model': JobStarted, 'description': 'A job started: follow it at /jobs/{job_id}',
-               'links': {'job': {'operationId': 'get_job', 'parameters': {'job_id': '$response.body#/job/id'}}}}
-    @r.post('/retrain/check', openapi_extra={'security': [{}]},  # the key is optional: needed only to run a job
-            responses={202: started, **error_responses(400, 401, 503), 409: {'model': ErrorOut, 'description': 'Another retraining job is running'}})
-    async def retrain_check(request:Request, body:RetrainIn|None=None, x_api_key:Annotated[str|None, Security(api_key_header)]=None):
-        "Whether retraining is due (without the API key: the last decision while data and registry are unchanged, `cached`); with `run` (and the key), start a job and return its id."
-        app, b = request.app, body or RetrainIn()
-        if b.run: await require_api_key(request, x_api_key)
-        s = app.state.settings
-        if b.run or _has_key(s, x_api_key): d, cached = await run_in_threadpool(_check_retrain, app), False
-        else: d, cached = await run_in_threadpool(_cached_check_retrain, app)
-        if not b.run: return {'decision': d.to_dict(), 'cached': cached}
-        if not (d.retrain or b.force): return {'decision': d.to_dict(), 'job': None, 'detail': 'retraining is not due; send "force": true to retrain anyway'}
-        try: job = await run_in_threadpool(start_retrain, s, b.force or d.retrain, b.reason, 'http')
-        except JobRunning as e: raise HTTPException(409, str(e))
-        return JSONResponse({'decision': d.to_dict(), 'job': job}, status_code=202)
+@retraining.post('/retrain/check', openapi_extra={'security': [{}]},  # the key is optional: needed only to run a job
+                 responses={202: _started, **error_responses(400, 401, 503), 409: {'model': ErrorOut, 'description': 'Another retraining job is running'}})
+async def retrain_check(s:SettingsDep, reg:RegistryDep, o:ObserverDep, decisions:Annotated[Any, Depends(get_decisions)],
+                        body:RetrainIn|None=None, x_api_key:Annotated[str|None, Security(api_key_header)]=None):
+    "Whether retraining is due (without the API key: the last decision while data and registry are unchanged, `cached`); with `run` (and the key), start a job and return its id."
+    from recnb.retraining import JobRunning, start_retrain
+    b = body or RetrainIn()
+    if b.run: await require_api_key(s, x_api_key)
+    if b.run or _has_key(s, x_api_key): d, cached = await run_in_threadpool(_check_retrain, s, reg, o), False
+    else: d, cached = await run_in_threadpool(_cached_check_retrain, s, reg, o, decisions)
+    if not b.run: return {'decision': d.to_dict(), 'cached': cached}
+    if not (d.retrain or b.force): return {'decision': d.to_dict(), 'job': None, 'detail': 'retraining is not due; send "force": true to retrain anyway'}
+    try: job = await run_in_threadpool(start_retrain, s, b.force or d.retrain, b.reason, 'http')
+    except JobRunning as e: raise HTTPException(409, str(e))
+    return JSONResponse({'decision': d.to_dict(), 'job': job}, status_code=202)
 
-    @r.get('/jobs', responses={200: {'links': {'job': {'operationId': 'get_job', 'parameters': {'job_id': '$response.body#/0/id'}}}}})
-    async def list_jobs(request:Request, limit:Annotated[int, Query(ge=1, le=1000, description='How many jobs, newest first')]=20)->list[JobOut]:
-        "The newest retraining jobs."
-        return await run_in_threadpool(Jobs.from_settings(request.app.state.settings).newest, limit)
+# %% ../nbs/20_serving.ipynb #142d2b9c
+@retraining.get('/jobs', responses={200: {'links': {'job': {'operationId': 'get_job', 'parameters': {'job_id': '$response.body#/0/id'}}}}})
+async def list_jobs(s:SettingsDep, limit:Annotated[int, Query(ge=1, le=1000, description='How many jobs, newest first')]=20)->list[JobOut]:
+    "The newest retraining jobs."
+    from recnb.retraining import Jobs
+    return await run_in_threadpool(Jobs.from_settings(s).newest, limit)
 
-    @r.get('/jobs/{job_id}', operation_id='get_job', responses=error_responses(404))
-    async def get_job(job_id:JobIdParam, request:Request)->JobOut:
-        "One retraining job: state, reason, timings, version, promotion, report, error."
-        try: return await run_in_threadpool(Jobs.from_settings(request.app.state.settings).get, job_id)
-        except JobNotFound as e: raise HTTPException(404, str(e))
-        except ValueError as e: raise HTTPException(422, [{'loc': ['path', 'job_id'], 'msg': str(e), 'type': 'value_error'}])
-    return r
+# %% ../nbs/20_serving.ipynb #6378dfe2
+@retraining.get('/jobs/{job_id}', operation_id='get_job', responses=error_responses(404))
+async def get_job(job_id:JobIdParam, s:SettingsDep)->JobOut:
+    "One retraining job: state, reason, timings, version, promotion, report, error."
+    from recnb.retraining import JobNotFound, Jobs
+    try: return await run_in_threadpool(Jobs.from_settings(s).get, job_id)
+    except JobNotFound as e: raise HTTPException(404, str(e))
+    except ValueError as e: raise HTTPException(422, [{'loc': ['path', 'job_id'], 'msg': str(e), 'type': 'value_error'}])
