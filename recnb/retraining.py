@@ -114,8 +114,8 @@ def data_state(settings:Settings)->tuple:
     return tuple(_stat(f) for f in (items, tags, inter, ingested_path(settings)) if f is not None)
 
 def decision_key(settings:Settings, registry:Registry)->tuple:
-    "What a decision depends on besides the clock: the data files' `data_state` and the registry file's."
-    return data_state(settings), _stat(registry.path)
+    "What a decision depends on besides the clock: the data files' `data_state` and the registry's revision."
+    return data_state(settings), registry.revision()
 
 class DecisionCache:
     "The last retraining decision, reused for the same key for at most `ttl` seconds."
