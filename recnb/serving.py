@@ -186,7 +186,7 @@ def get_settings_dep(request:Request)->Settings: return request.app.state.settin
 def get_registry(request:Request)->Registry: return request.app.state.registry
 def get_store(request:Request): return request.app.state.store
 def get_model(request:Request)->HybridRecommender|None: return request.app.state.model
-def get_observer(request:Request)->Observer: return request.app.state.observer
+def get_observer(request:Request): return request.app.state.observer  # an `Observer` (defined below)
 def get_fault_latency(request:Request)->float: return request.app.state.fault_latency
 
 # %% ../nbs/20_serving.ipynb #9d06cf6a
