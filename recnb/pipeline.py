@@ -8,6 +8,7 @@ Docs: https://recnb.github.io/recnb/pipeline.html.md"""
 from __future__ import annotations
 import time
 from pathlib import Path
+from filelock import FileLock
 import pandas as pd
 from .config import Settings, check_name, get_settings
 from .data import DataValidationError, load_interactions, load_items, load_movielens, bundled_data_dir
@@ -19,8 +20,8 @@ from .registry import IllegalTransition, NotFound, Registry
 from .mirror import sync_quietly
 
 # %% auto #0
-__all__ = ['data_files', 'load_data', 'ingested_path', 'current_data', 'check_budget', 'train', 'serving_model', 'promote',
-           'rollback', 'promote_if_none']
+__all__ = ['data_files', 'load_data', 'ingested_path', 'current_data', 'check_budget', 'train', 'attached', 'serving_model',
+           'promote', 'rollback', 'promote_if_none']
 
 # %% ../nbs/06_pipeline.ipynb #af31da5a
 def _find(d:Path, stem):
@@ -132,14 +133,20 @@ def train(settings:Settings|None=None, # Where stores live; `data_dir` and `mode
     return m, path
 
 # %% ../nbs/06_pipeline.ipynb #1c422f11
+def attached(settings:Settings, m:HybridRecommender, store)->HybridRecommender:
+    "`m` attached to its collection, indexed there first if missing; a file lock lets one process (of several workers) index it."
+    settings.vectors_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(settings.vectors_dir/'.index.lock'):
+        return m.attach(store) if store.has_collection(m.collection_name) else m.index(store)
+
+# %% ../nbs/06_pipeline.ipynb #f37e2594
 def serving_model(settings:Settings, store, registry:Registry|None=None)->HybridRecommender|None:
     "The production version of `settings.model_name`, attached to its collection (re-indexed there if missing), or None."
     reg = registry or Registry.from_settings(settings)
     try: e = reg.production(settings.model_name)
     except NotFound: return None
     if e is None: return None
-    m = HybridRecommender.load(e['path'])
-    return m.attach(store) if store.has_collection(m.collection_name) else m.index(store)
+    return attached(settings, HybridRecommender.load(e['path']), store)
 
 # %% ../nbs/06_pipeline.ipynb #397b7ceb
 def promote(settings:Settings, name:str, version:str, actor:str='recnb', reason:str='', store=None)->dict:

@@ -22,12 +22,11 @@ from .config import Settings, check_name, get_settings
 from .embeddings import load_encoder
 from .mirror import sync_quietly
 from .model import HybridRecommender, UnknownItems
-from .pipeline import serving_model
+from .pipeline import attached, serving_model
 from .registry import STAGES, CorruptRegistry, IllegalTransition, NotFound, Registry, parse_version
 from .vectorstore import Filters, open_store
 from .logs import configure_logging, set_log_context
 from .monitoring import Alerter, AlertRule, MetricsCollector, check, resources
-from filelock import FileLock
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest, multiprocess
 
 # %% auto #0
@@ -113,10 +112,7 @@ def _load_production(app)->HybridRecommender|None:
     try: e = reg.production(s.model_name)
     except NotFound: return None
     if e is None or (cur is not None and cur.version == e['version']): return None
-    m = HybridRecommender.load(e['path'])
-    s.vectors_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(s.vectors_dir/'.serving.lock'):  # several workers: one indexes a missing collection, the others attach to it
-        m = m.attach(app.state.store) if app.state.store.has_collection(m.collection_name) else m.index(app.state.store)
+    m = attached(s, HybridRecommender.load(e['path']), app.state.store)  # several workers: one indexes a missing collection
     m.recommend(user_id=int(m.user_ids[0]), k=1); m.recommend(user_id=-1, k=1)  # open the shard, fill caches
     load_encoder()
     return m
