@@ -12,10 +12,12 @@ from importlib.resources import files
 from pathlib import Path
 import numpy as np, pandas as pd
 import fastjsonschema
+from .config import Settings
 
 # %% auto #0
 __all__ = ['bundled_data_dir', 'data_schema', 'DataValidationError', 'validate_frame', 'read_table', 'title_year', 'top_tags',
-           'load_items', 'load_interactions', 'load_movielens', 'fingerprint', 'stratified_split', 'temporal_split']
+           'load_items', 'load_interactions', 'load_movielens', 'data_files', 'load_data', 'ingested_path',
+           'current_data', 'fingerprint', 'stratified_split', 'temporal_split']
 
 # %% ../nbs/01_data.ipynb #d292567a
 def bundled_data_dir()->Path:
@@ -313,6 +315,43 @@ def load_movielens(path=None # ml-latest-small directory; None for the bundled c
     path = Path(path or bundled_data_dir())
     tags = path/'tags.csv'
     return load_items(path/'movies.csv', tags if tags.exists() else None), load_interactions(path/'ratings.csv')
+
+# %% ../nbs/01_data.ipynb #1b44e3d1
+def _find(d:Path, stem:str)->Path|None:
+    "The file `stem.parquet` or `stem.csv` of `d`, Parquet first; None without either."
+    return next((d/f"{stem}{x}" for x in ('.parquet', '.csv') if (d/f"{stem}{x}").exists()), None)
+
+# %% ../nbs/01_data.ipynb #af31da5a
+def data_files(data_dir=None # MovieLens or recnb-shaped directory; None for the bundled data
+              )->tuple[Path, Path|None, Path]:
+    "The items file, the optional MovieLens tags file and the interactions file of `data_dir`."
+    d = Path(data_dir or bundled_data_dir())
+    if not d.is_dir(): raise DataValidationError(d, [(0, '-', 'not a directory')])
+    if (d/'movies.csv').exists(): return d/'movies.csv', (d/'tags.csv' if (d/'tags.csv').exists() else None), d/'ratings.csv'
+    items,inter = _find(d, 'items'),_find(d, 'interactions')
+    if items is None or inter is None: raise DataValidationError(d, [(0, '-', 'expected movies.csv and ratings.csv, or items.csv|parquet and interactions.csv|parquet')])
+    return items, None, inter
+
+# %% ../nbs/01_data.ipynb #ab7b6487
+def load_data(data_dir=None # MovieLens or recnb-shaped directory; None for the bundled data
+             )->tuple[pd.DataFrame, pd.DataFrame]:
+    "Items and interactions from `data_dir`."
+    items, tags, inter = data_files(data_dir)
+    return load_items(items, tags), load_interactions(inter)
+
+# %% ../nbs/01_data.ipynb #8dbb39f3
+def ingested_path(settings:Settings)->Path:
+    "Where `recnb ingest` appends new interactions: `RECNB_HOME/data/interactions.csv`."
+    return settings.home/'data'/'interactions.csv'
+
+# %% ../nbs/01_data.ipynb #fd997f1f
+def current_data(settings:Settings, data_dir=None # Overrides `settings.data_dir`
+                )->tuple[pd.DataFrame, pd.DataFrame]:
+    "Items and interactions of the data directory, plus the interactions ingested since (the data a training uses)."
+    items, inter = load_data(data_dir or settings.data_dir)
+    p = ingested_path(settings)
+    if p.exists(): inter = pd.concat([inter, load_interactions(p)[inter.columns]], ignore_index=True)
+    return items, inter
 
 # %% ../nbs/01_data.ipynb #29ac575a
 def fingerprint(*frames:pd.DataFrame)->str:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from filelock import FileLock
-import pandas as pd
 from .config import Settings, check_name, get_settings
-from .data import DataValidationError, load_interactions, load_items, load_movielens, bundled_data_dir
+from .data import data_files, load_data, ingested_path, current_data
 from .ease import GB, OverBudget, base_bytes, memory_budget
 from .embeddings import EmbeddingCache, MODEL_ID
 from .model import HybridRecommender, Params
@@ -20,43 +19,7 @@ from .registry import IllegalTransition, NotFound, Registry
 from .mirror import sync_quietly
 
 # %% auto #0
-__all__ = ['data_files', 'load_data', 'ingested_path', 'current_data', 'check_budget', 'train', 'attached', 'serving_model',
-           'promote', 'rollback', 'promote_if_none']
-
-# %% ../nbs/06_pipeline.ipynb #af31da5a
-def _find(d:Path, stem):
-    return next((d/f"{stem}{x}" for x in ('.parquet', '.csv') if (d/f"{stem}{x}").exists()), None)
-
-def data_files(data_dir=None # MovieLens or recnb-shaped directory; None for the bundled data
-              )->tuple[Path, Path|None, Path]:
-    "The items file, the optional MovieLens tags file and the interactions file of `data_dir`."
-    d = Path(data_dir or bundled_data_dir())
-    if not d.is_dir(): raise DataValidationError(d, [(0, '-', 'not a directory')])
-    if (d/'movies.csv').exists(): return d/'movies.csv', (d/'tags.csv' if (d/'tags.csv').exists() else None), d/'ratings.csv'
-    items,inter = _find(d, 'items'),_find(d, 'interactions')
-    if items is None or inter is None: raise DataValidationError(d, [(0, '-', 'expected movies.csv and ratings.csv, or items.csv|parquet and interactions.csv|parquet')])
-    return items, None, inter
-
-# %% ../nbs/06_pipeline.ipynb #ab7b6487
-def load_data(data_dir=None # MovieLens or recnb-shaped directory; None for the bundled data
-             )->tuple[pd.DataFrame, pd.DataFrame]:
-    "Items and interactions from `data_dir`."
-    items, tags, inter = data_files(data_dir)
-    return load_items(items, tags), load_interactions(inter)
-
-# %% ../nbs/06_pipeline.ipynb #8dbb39f3
-def ingested_path(settings:Settings)->Path:
-    "Where `recnb ingest` appends new interactions: `RECNB_HOME/data/interactions.csv`."
-    return settings.home/'data'/'interactions.csv'
-
-# %% ../nbs/06_pipeline.ipynb #fd997f1f
-def current_data(settings:Settings, data_dir=None # Overrides `settings.data_dir`
-                )->tuple[pd.DataFrame, pd.DataFrame]:
-    "Items and interactions of the data directory, plus the interactions ingested since (the data a training uses)."
-    items, inter = load_data(data_dir or settings.data_dir)
-    p = ingested_path(settings)
-    if p.exists(): inter = pd.concat([inter, load_interactions(p)[inter.columns]], ignore_index=True)
-    return items, inter
+__all__ = ['check_budget', 'train', 'attached', 'serving_model', 'promote', 'rollback', 'promote_if_none']
 
 # %% ../nbs/06_pipeline.ipynb #27586c0f
 def _rows(path:Path)->int:

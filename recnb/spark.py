@@ -11,11 +11,10 @@ from functools import partial, reduce
 from pathlib import Path
 import numpy as np, pandas as pd, scipy.sparse as sp
 from .config import Settings, get_settings
-from .data import DataValidationError, data_schema, fingerprint, load_items, validate_frame
+from .data import DataValidationError, data_files, data_schema, fingerprint, ingested_path, load_items, validate_frame
 from .ease import gram_eig
 from .embeddings import EmbeddingCache
 from .model import HybridRecommender, Params, _Laps, _best, _lowrank_fit, _lowrank_grid, _profiles
-from .pipeline import data_files, ingested_path
 
 # %% auto #0
 __all__ = ['SPARK_DEFAULTS', 'spark_session', 'read_interactions', 'checked_interactions', 'SparkGram', 'spark_fit']
