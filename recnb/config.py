@@ -6,6 +6,7 @@ Docs: https://recnb.github.io/recnb/config.html.md"""
 
 # %% ../nbs/00_config.ipynb #c0281084
 from __future__ import annotations
+import os, re, tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -13,11 +14,21 @@ from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # %% auto #0
-__all__ = ['Settings', 'check_name', 'get_settings', 'atomic_write']
+__all__ = ['check_name', 'Settings', 'get_settings', 'atomic_write']
 
-# %% ../nbs/00_config.ipynb #63e0af38
-class Settings(BaseSettings):
-    "recnb's configuration; every field can be set as an environment variable `RECNB_<FIELD>`."
+# %% ../nbs/00_config.ipynb #a63823ca
+_name_re = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
+
+def check_name(name:str # A model or collection name
+              )->str:
+    "Return `name` if it is safe as a file and collection name, else raise `ValueError`."
+    if not isinstance(name, str) or not _name_re.fullmatch(name) or '..' in name:
+        raise ValueError(f"invalid name {name!r}: use letters, digits, '_', '-' or '.', at most 64 characters, no '..'")
+    return name
+
+# %% ../nbs/00_config.ipynb #21799469
+class _CoreSettings(BaseSettings):
+    "The first part of `Settings`: where recnb keeps things, how the service runs, MLflow and the logs."
     model_config = SettingsConfigDict(env_prefix='RECNB_', extra='ignore')
     home: Path = Path('.recnb')  # Directory holding every store
     qdrant_url: str|None = None  # Qdrant server or cluster URL; None uses the embedded store
@@ -35,6 +46,14 @@ class Settings(BaseSettings):
     log_level: str = 'INFO'  # Level of recnb's and uvicorn's loggers
     log_max_bytes: int = 10_000_000  # Size at which the log file rotates
     log_backups: int = 5  # Rotated log files kept
+
+    @field_validator('model_name')
+    @classmethod
+    def _check_name(cls, v): return check_name(v)
+
+# %% ../nbs/00_config.ipynb #4b9f619b
+class Settings(_CoreSettings):
+    "recnb's configuration; every field can be set as an environment variable `RECNB_<FIELD>`."
     monitoring: bool = True  # Request metrics, per-request JSON log lines, anomalies and alerts
     alert_rules: list[dict] = [dict(name='slow_requests', metric='latency_ms', window='1m', stat='p95', condition='>', threshold=250., cooldown=300.),
                                dict(name='errors', metric='error', window='5m', stat='mean', condition='>', threshold=0.05, cooldown=300.)]  # Alert rules (JSON)
@@ -58,23 +77,9 @@ class Settings(BaseSettings):
     spark_master: str|None = None  # Spark master URL (`spark://host:7077`, `local[2]`); set, training runs on Spark
     spark_conf: dict[str, str] = {}  # Extra Spark configuration, e.g. {"spark.executor.memory": "8g"}
 
-    @field_validator('model_name')
-    @classmethod
-    def _check_name(cls, v): return check_name(v)
-
-# %% ../nbs/00_config.ipynb #a63823ca
-import re
-_name_re = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
-
-def check_name(name:str # A model or collection name
-              )->str:
-    "Return `name` if it is safe as a file and collection name, else raise `ValueError`."
-    if not isinstance(name, str) or not _name_re.fullmatch(name) or '..' in name:
-        raise ValueError(f"invalid name {name!r}: use letters, digits, '_', '-' or '.', at most 64 characters, no '..'")
-    return name
-
 # %% ../nbs/00_config.ipynb #342f422d
 def _sub(name):
+    "A read-only property: the directory `name` below `home`."
     return property(lambda self: self.home/name, doc=f"`home/{name}`")
 
 Settings.models_dir = _sub('models')
@@ -83,21 +88,22 @@ Settings.cache_dir = _sub('cache')
 Settings.logs_dir = _sub('logs')
 Settings.reports_dir = _sub('reports')
 
+# %% ../nbs/00_config.ipynb #cdd62060
 @lru_cache
 def get_settings()->Settings:
     "The process-wide `Settings`, read from the environment once."
     return Settings()
 
 # %% ../nbs/00_config.ipynb #21adfa35
-import os, tempfile
-
 def _fsync_dir(d):
+    "fsync the directory `d`, so a rename in it survives a crash; a system that cannot sync directories is left as it is."
     try:
         fd = os.open(d, os.O_RDONLY)
         try: os.fsync(fd)
         finally: os.close(fd)
     except OSError: pass
 
+# %% ../nbs/00_config.ipynb #41d1af6a
 def atomic_write(path:Path, data:str|bytes):
     "Replace `path` with `data`: temporary file, fsync, rename, fsync of the directory."
     fd,tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name+'.', suffix='.tmp')
