@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import os, re, shutil, tempfile, time
 from contextlib import contextmanager
+from fastcore.basics import patch
 from pathlib import Path
 import pandas as pd
 import mlflow, mlflow.pyfunc
@@ -65,6 +66,7 @@ def pyfunc_signature()->ModelSignature:
         outputs=Schema([ColSpec('long', 'request'), ColSpec('long', 'rank'), ColSpec('long', 'item_id'),
                         ColSpec('string', 'title'), ColSpec('double', 'score'), ColSpec('boolean', 'cold_start')]))
 
+# %% ../nbs/05c_mirror.ipynb #f564c23b
 def pyfunc_example()->pd.DataFrame:
     "Three requests: by user, by liked items, by free text."
     return pd.DataFrame([{'user_id': 1, 'k': 5}, {'items': [1, 2], 'k': 5},
@@ -77,6 +79,7 @@ def _pin(req:str)->str|None:
     name = re.match(r'[A-Za-z0-9._-]+', req).group(0)
     return f"{name}=={md.version(name).split('+')[0]}"
 
+# %% ../nbs/05c_mirror.ipynb #9bf84159
 def pyfunc_requirements()->list[str]:
     "recnb's dependencies pinned to the versions installed here."
     return sorted({p for p in map(_pin, md.requires('recnb') or []) if p})
@@ -87,6 +90,7 @@ def _code_dir(dest:Path)->Path:
     import recnb
     return Path(shutil.copytree(Path(recnb.__file__).parent, dest/'recnb', ignore=shutil.ignore_patterns('__pycache__', 'datasets', 'scheduled')))
 
+# %% ../nbs/05c_mirror.ipynb #44a4f667
 def save_pyfunc(model_path, # A saved recnb model (`HybridRecommender.save`)
                 dest:Path # A new directory for the MLflow model
                )->Path:
@@ -109,79 +113,107 @@ def _reachable(uri:str, timeout:float=3.)->str|None:
     try: httpx.get(uri.rstrip('/')+'/health', timeout=timeout).raise_for_status(); return None
     except httpx.HTTPError as e: return f"MLflow tracking server {uri} is unreachable: {e}"
 
+# %% ../nbs/05c_mirror.ipynb #0117cb78
 class MlflowMirror:
     "Mirrors a recnb `Registry` into MLflow's tracking store and model registry."
-    def __init__(self, uri:str, artifact_root:Path|None=None):
+    def __init__(self, uri:str, # Tracking URI
+                 artifact_root:Path|None=None # Where a local store's experiments keep their artifacts; None: MLflow's choice
+                ):
         self.uri,self.artifact_root = uri,artifact_root
 
     @classmethod
     def from_settings(cls, settings:Settings|None=None):
+        "The mirror of the settings' tracking store; a local store keeps its artifacts under `RECNB_HOME/mlflow/artifacts`."
         s = settings or get_settings()
         uri = tracking_uri(s)
         return cls(uri, None if uri.startswith(('http://', 'https://')) else (s.home/'mlflow'/'artifacts').resolve())
 
-    def client(self)->MlflowClient:
-        "An `MlflowClient` for this store; MLflow's global tracking URI and active run are left alone."
-        return MlflowClient(self.uri, self.uri)
+# %% ../nbs/05c_mirror.ipynb #9ace5d64
+@patch
+def client(self:MlflowMirror)->MlflowClient:
+    "An `MlflowClient` for this store; MLflow's global tracking URI and active run are left alone."
+    return MlflowClient(self.uri, self.uri)
 
-    def _experiment(self, c, name):
-        e = c.get_experiment_by_name(f"recnb-{name}")
-        if e: return e.experiment_id
-        loc = (self.artifact_root/name).as_uri() if self.artifact_root else None
-        return c.create_experiment(f"recnb-{name}", artifact_location=loc)
+# %% ../nbs/05c_mirror.ipynb #61b512f0
+@patch
+def _experiment(self:MlflowMirror, c:MlflowClient, name:str)->str:
+    "The id of model `name`'s experiment, created (its artifacts under `artifact_root`) when missing."
+    e = c.get_experiment_by_name(f"recnb-{name}")
+    if e: return e.experiment_id
+    loc = (self.artifact_root/name).as_uri() if self.artifact_root else None
+    return c.create_experiment(f"recnb-{name}", artifact_location=loc)
 
-    @contextmanager
-    def run(self, name:str, run_name:str, tags:dict|None=None):
-        "A run in model `name`'s experiment, tagged `recnb_model` and `tags`, created and ended here; yields (client, run id)."
-        c = self.client()
-        rid = c.create_run(self._experiment(c, name), run_name=run_name, tags={'recnb_model': name, **(tags or {})}).info.run_id
-        try: yield c, rid
-        except BaseException: c.set_terminated(rid, 'FAILED'); raise
-        c.set_terminated(rid)
+# %% ../nbs/05c_mirror.ipynb #f76b9727
+@patch
+@contextmanager
+def run(self:MlflowMirror, name:str, run_name:str, tags:dict|None=None):
+    "A run in model `name`'s experiment, tagged `recnb_model` and `tags`, created and ended here; yields (client, run id)."
+    c = self.client()
+    rid = c.create_run(self._experiment(c, name), run_name=run_name, tags={'recnb_model': name, **(tags or {})}).info.run_id
+    try: yield c, rid
+    except BaseException: c.set_terminated(rid, 'FAILED'); raise
+    c.set_terminated(rid)
 
-    def log_version(self, name:str, entry:dict)->str:
-        "Log one registry version as an MLflow run and registered model version; its MLflow version number."
-        with self.run(name, f"{name}-{entry['version']}", {'recnb_version': entry['version']}) as (c, rid):
-            _log(c, rid, {k: str(v)[:500] for k,v in entry.get('params', {}).items()}, entry.get('metrics', {}))
-            with tempfile.TemporaryDirectory() as d:
-                c.log_artifacts(rid, str(save_pyfunc(entry['path'], Path(d)/'model')), 'model')
-            try: c.create_registered_model(name)
-            except MlflowException as e:
-                if e.error_code != 'RESOURCE_ALREADY_EXISTS': raise
-            mv = c.create_model_version(name, f"{c.get_run(rid).info.artifact_uri}/model", run_id=rid, tags={'recnb_version': entry['version']})
-        return str(mv.version)
+# %% ../nbs/05c_mirror.ipynb #a6225f46
+def _metrics(d:dict)->dict:
+    "recnb metric names as MLflow accepts them ('ndcg@10' -> 'ndcg_at_10')."
+    return {k.replace('@', '_at_'): float(v) for k,v in d.items()}
 
-    def load(self, name:str, alias:str='production'):
-        "The pyfunc of `name`'s version with `alias`, downloaded from this store (MLflow's global URIs untouched)."
-        c = self.client()
-        src = c.get_model_version_download_uri(name, c.get_model_version_by_alias(name, alias).version)
-        return mlflow.pyfunc.load_model(mlflow.artifacts.download_artifacts(src, tracking_uri=self.uri))
+# %% ../nbs/05c_mirror.ipynb #2a5a03db
+def _log(c:MlflowClient, run_id:str, params:dict, metrics:dict):
+    "Log `params` and `metrics` to run `run_id` in one batch."
+    t = int(time.time()*1000)
+    c.log_batch(run_id, metrics=[Metric(k, v, t, 0) for k,v in _metrics(metrics).items()], params=[Param(k, str(v)) for k,v in params.items()])
 
-    def sync(self, registry:Registry, name:str)->dict:
-        "Mirror versions not yet in MLflow, then align stage tags and the `production` alias; a summary."
-        err = _reachable(self.uri)
-        m = registry.get(name)
-        todo = [v for v in m['versions'].values() if not v['mlflow']['mirrored'] and v.get('path')]
-        if err:
-            for v in todo: registry.update(name, v['version'], mlflow=dict(mirrored=False, version=None, error=err))
-            return dict(mirrored=0, pending=len(todo), error=err)
-        done = 0
-        for v in todo:
-            try: mv = self.log_version(name, v)
-            except Exception as e:
-                registry.update(name, v['version'], mlflow=dict(mirrored=False, version=None, error=f"{type(e).__name__}: {e}"))
-                return dict(mirrored=done, pending=len(todo)-done, error=str(e))
-            registry.update(name, v['version'], mlflow=dict(mirrored=True, version=mv, error=None, stage=None))
-            done += 1
-        m, c = registry.get(name), self.client()
-        for v in m['versions'].values():
-            ml = v['mlflow']
-            if ml['mirrored'] and ml.get('stage') != v['stage']:
-                c.set_model_version_tag(name, ml['version'], 'recnb_stage', v['stage'])
-                registry.update(name, v['version'], mlflow=dict(ml, stage=v['stage']))
-        prod = m['production'] and m['versions'][m['production']]['mlflow']
-        if prod and prod['mirrored']: c.set_registered_model_alias(name, 'production', prod['version'])
-        return dict(mirrored=done, pending=0, error=None)
+# %% ../nbs/05c_mirror.ipynb #8ac22da6
+@patch
+def log_version(self:MlflowMirror, name:str, entry:dict)->str:
+    "Log one registry version as an MLflow run and registered model version; its MLflow version number."
+    with self.run(name, f"{name}-{entry['version']}", {'recnb_version': entry['version']}) as (c, rid):
+        _log(c, rid, {k: str(v)[:500] for k,v in entry.get('params', {}).items()}, entry.get('metrics', {}))
+        with tempfile.TemporaryDirectory() as d:
+            c.log_artifacts(rid, str(save_pyfunc(entry['path'], Path(d)/'model')), 'model')
+        try: c.create_registered_model(name)
+        except MlflowException as e:
+            if e.error_code != 'RESOURCE_ALREADY_EXISTS': raise
+        mv = c.create_model_version(name, f"{c.get_run(rid).info.artifact_uri}/model", run_id=rid, tags={'recnb_version': entry['version']})
+    return str(mv.version)
+
+# %% ../nbs/05c_mirror.ipynb #1a2e70ac
+@patch
+def load(self:MlflowMirror, name:str, alias:str='production'):
+    "The pyfunc of `name`'s version with `alias`, downloaded from this store (MLflow's global URIs untouched)."
+    c = self.client()
+    src = c.get_model_version_download_uri(name, c.get_model_version_by_alias(name, alias).version)
+    return mlflow.pyfunc.load_model(mlflow.artifacts.download_artifacts(src, tracking_uri=self.uri))
+
+# %% ../nbs/05c_mirror.ipynb #7cca57b2
+@patch
+def sync(self:MlflowMirror, registry:Registry, name:str)->dict:
+    "Mirror versions not yet in MLflow, then align stage tags and the `production` alias; a summary."
+    err = _reachable(self.uri)
+    m = registry.get(name)
+    todo = [v for v in m['versions'].values() if not v['mlflow']['mirrored'] and v.get('path')]
+    if err:
+        for v in todo: registry.update(name, v['version'], mlflow=dict(mirrored=False, version=None, error=err))
+        return dict(mirrored=0, pending=len(todo), error=err)
+    done = 0
+    for v in todo:
+        try: mv = self.log_version(name, v)
+        except Exception as e:
+            registry.update(name, v['version'], mlflow=dict(mirrored=False, version=None, error=f"{type(e).__name__}: {e}"))
+            return dict(mirrored=done, pending=len(todo)-done, error=str(e))
+        registry.update(name, v['version'], mlflow=dict(mirrored=True, version=mv, error=None, stage=None))
+        done += 1
+    m, c = registry.get(name), self.client()
+    for v in m['versions'].values():
+        ml = v['mlflow']
+        if ml['mirrored'] and ml.get('stage') != v['stage']:
+            c.set_model_version_tag(name, ml['version'], 'recnb_stage', v['stage'])
+            registry.update(name, v['version'], mlflow=dict(ml, stage=v['stage']))
+    prod = m['production'] and m['versions'][m['production']]['mlflow']
+    if prod and prod['mirrored']: c.set_registered_model_alias(name, 'production', prod['version'])
+    return dict(mirrored=done, pending=0, error=None)
 
 # %% ../nbs/05c_mirror.ipynb #c6b7c25a
 def sync_quietly(settings:Settings, registry:Registry, name:str)->dict:
@@ -190,15 +222,7 @@ def sync_quietly(settings:Settings, registry:Registry, name:str)->dict:
     try: return MlflowMirror.from_settings(settings).sync(registry, name)
     except Exception as e: return dict(mirrored=0, pending=None, error=f"{type(e).__name__}: {e}")
 
-def _metrics(d:dict)->dict:
-    "recnb metric names as MLflow accepts them ('ndcg@10' -> 'ndcg_at_10')."
-    return {k.replace('@', '_at_'): float(v) for k,v in d.items()}
-
-def _log(c:MlflowClient, run_id:str, params:dict, metrics:dict):
-    "Log `params` and `metrics` to run `run_id` in one batch."
-    t = int(time.time()*1000)
-    c.log_batch(run_id, metrics=[Metric(k, v, t, 0) for k,v in _metrics(metrics).items()], params=[Param(k, str(v)) for k,v in params.items()])
-
+# %% ../nbs/05c_mirror.ipynb #9eb133f0
 def log_run_quietly(settings:Settings, name:str, run_name:str, tags:dict,
                     params:dict|None=None, metrics:dict|None=None,
                     artifacts=(), # Files to attach
