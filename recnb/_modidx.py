@@ -569,5 +569,6 @@ d = { 'settings': { 'branch': 'main',
                                    'recnb.vectorstore._merge': ('vectorstore.html#_merge', 'recnb/vectorstore.py'),
                                    'recnb.vectorstore._norms': ('vectorstore.html#_norms', 'recnb/vectorstore.py'),
                                    'recnb.vectorstore._points': ('vectorstore.html#_points', 'recnb/vectorstore.py'),
+                                   'recnb.vectorstore._qdrant_filter': ('vectorstore.html#_qdrant_filter', 'recnb/vectorstore.py'),
                                    'recnb.vectorstore._top': ('vectorstore.html#_top', 'recnb/vectorstore.py'),
                                    'recnb.vectorstore.open_store': ('vectorstore.html#open_store', 'recnb/vectorstore.py')}}}

@@ -60,6 +60,19 @@ def _idset(ids)->set|frozenset:
     if isinstance(ids, (set, frozenset)): return ids
     return set(np.asarray(ids, dtype=np.int64).tolist())
 
+# %% ../nbs/04_vectorstore.ipynb #e21cfce2
+def _qdrant_filter(models, # The backend's model types: `qdrant_edge`, or `qdrant_client.models`
+                   year_range, # Makes the year condition's range from `gte` and `lte`
+                   has_id, # Makes the condition that matches a set of ids
+                   filters:Filters|None, exclude, head:str|None=None):
+    "The backend's filter for `filters` and `exclude`; with `head`, only the items in that vector's head; None if none applies."
+    must = [models.FieldCondition(key='_head', match=models.MatchValue(value=head))] if head else []
+    if filters and filters.genres: must.append(models.FieldCondition(key='genres', match=models.MatchAny(any=list(filters.genres))))
+    if filters and (filters.year_min is not None or filters.year_max is not None):
+        must.append(models.FieldCondition(key='year', range=year_range(gte=filters.year_min, lte=filters.year_max)))
+    must_not = [has_id(_idset(exclude))] if exclude is not None and len(exclude) else []
+    return models.Filter(must=must, must_not=must_not) if must or must_not else None
+
 # %% ../nbs/04_vectorstore.ipynb #a1e0c002
 @dataclass
 class IndexParams:
@@ -243,12 +256,7 @@ def finish(self:EdgeStore, name):
 def _filter(self:EdgeStore, filters, exclude, head:str|None=None):
     "The edge filter for `filters` and `exclude`; with `head`, only the items in that vector's head."
     import qdrant_edge as qe
-    must = [qe.FieldCondition(key='_head', match=qe.MatchValue(value=head))] if head else []
-    if filters and filters.genres: must.append(qe.FieldCondition(key='genres', match=qe.MatchAny(any=list(filters.genres))))
-    if filters and (filters.year_min is not None or filters.year_max is not None):
-        must.append(qe.FieldCondition(key='year', range=qe.RangeFloat(gte=filters.year_min, lte=filters.year_max)))
-    must_not = [qe.HasIdCondition(point_ids=_idset(exclude))] if exclude is not None and len(exclude) else []
-    return qe.Filter(must=must, must_not=must_not) if must or must_not else None
+    return _qdrant_filter(qe, qe.RangeFloat, lambda ids: qe.HasIdCondition(point_ids=ids), filters, exclude, head)
 
 # %% ../nbs/04_vectorstore.ipynb #5676dc4b
 @patch
@@ -406,12 +414,7 @@ def upsert(self:ClientStore, name, ids, vectors, payloads, batch:int=512):
 def _filter(self:ClientStore, filters, exclude, head:str|None=None):
     "The client filter for `filters` and `exclude`; with `head`, only the items in that vector's head."
     from qdrant_client import models as m
-    must = [m.FieldCondition(key='_head', match=m.MatchValue(value=head))] if head else []
-    if filters and filters.genres: must.append(m.FieldCondition(key='genres', match=m.MatchAny(any=list(filters.genres))))
-    if filters and (filters.year_min is not None or filters.year_max is not None):
-        must.append(m.FieldCondition(key='year', range=m.Range(gte=filters.year_min, lte=filters.year_max)))
-    must_not = [m.HasIdCondition(has_id=sorted(_idset(exclude)))] if exclude is not None and len(exclude) else []
-    return m.Filter(must=must, must_not=must_not) if must or must_not else None
+    return _qdrant_filter(m, m.Range, lambda ids: m.HasIdCondition(has_id=sorted(ids)), filters, exclude, head)
 
 # %% ../nbs/04_vectorstore.ipynb #8f77a225
 @patch
