@@ -151,10 +151,10 @@ def validate_recommendations(items:list[int], # Recommended item ids, best first
     return p
 
 # %% ../nbs/09_evaluation.ipynb #ea9c07f0
-def _fit_eval(items, tr, te, params, cache, k)->Evaluation:
-    "Fit a registry version's `params` on `tr` and evaluate the model on `te`."
-    from recnb.model import HybridRecommender, Params
-    m = HybridRecommender(Params(**{a: tuple(b) if isinstance(b, list) else b for a,b in params.items()})).fit(items, tr, cache, progress=False)
+def _fit_eval(items, tr, te, version:dict, cache, k)->Evaluation:
+    "Fit a registry version's recipe on `tr` and evaluate the model on `te`."
+    from recnb.model import HybridRecommender, params_of
+    m = HybridRecommender(params_of(version)).fit(items, tr, cache, progress=False)
     return evaluate_model(m, tr, te, k)
 
 # %% ../nbs/09_evaluation.ipynb #bf6ad256
@@ -207,9 +207,8 @@ def evaluate_version(settings, name:str|None=None, version:str|None=None, # Defa
                      k:int=10, seed:int=42)->dict:
     "Fit the version's recipe on 75% of each user's data, evaluate on the rest (and against another version); write and log the report."
     from recnb.config import check_name
-    from recnb.embeddings import EmbeddingCache, MODEL_ID
     from recnb.mirror import log_run_quietly
-    from recnb.pipeline import current_data
+    from recnb.pipeline import current_data, embedding_cache
     from recnb.registry import Registry
     from recnb.data import stratified_split
     name = check_name(name or settings.model_name)
@@ -218,9 +217,9 @@ def evaluate_version(settings, name:str|None=None, version:str|None=None, # Defa
     o = _resolve(reg, name, against) if against else None
     items, inter = current_data(settings)
     tr, te = stratified_split(inter, 0.75, seed)
-    cache = EmbeddingCache(settings.cache_dir/f"embeddings-{MODEL_ID}.npz")
-    evs = {e['version']: _fit_eval(items, tr, te, e['params'], cache, k)}
-    if o: evs[o['version']] = _fit_eval(items, tr, te, o['params'], cache, k)
+    cache = embedding_cache(settings)
+    evs = {e['version']: _fit_eval(items, tr, te, e, cache, k)}
+    if o: evs[o['version']] = _fit_eval(items, tr, te, o, cache, k)
     ev = evs[e['version']]
     report = dict(model=name, version=e['version'], k=k, split=dict(kind='stratified', ratio=0.75, seed=seed),
                   created_at=datetime.now(timezone.utc).isoformat(timespec='seconds'), metrics=ev.summary())
