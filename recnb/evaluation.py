@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, scipy.sparse as sp
 from fastcore.basics import patch
 from .data import temporal_split
-from .metrics import (hit_matrix, top_k, ndcg_at_k, map_at_k, precision_at_k, recall_at_k, mrr_at_k,
+from .metrics import (RANKING_METRICS, hit_matrix, top_k, ndcg_at_k, map_at_k, precision_at_k, recall_at_k, mrr_at_k,
                            hit_rate_at_k, catalog_coverage, intra_list_diversity, novelty)
 
 # %% auto #0
@@ -51,8 +51,6 @@ def _beyond(model, Xtr, top)->dict:
                 diversity=float(intra_list_diversity(top, model.text).mean()), novelty=float(novelty(top, share).mean()))
 
 # %% ../nbs/09_evaluation.ipynb #c408132a
-_ranking = dict(ndcg=ndcg_at_k, map=map_at_k, precision=precision_at_k, recall=recall_at_k, mrr=mrr_at_k, hit_rate=hit_rate_at_k)
-
 def evaluate_model(model:HybridRecommender, # A fitted model
                    train:pd.DataFrame, # Interactions the model was trained on (excluded from rankings)
                    test:pd.DataFrame, # Held-out interactions: the relevant items
@@ -70,7 +68,7 @@ def evaluate_model(model:HybridRecommender, # A fitted model
     if not len(users): raise ValueError("test has no interactions of users and items the model knows")
     top = _top_unseen(model, Xtr, users, k, part, batch)
     hits, n_rel = hit_matrix(top, Xte[users])
-    per = {n: f(hits, n_rel, k) for n,f in _ranking.items()}
+    per = {n: f(hits, n_rel, k) for n,f in RANKING_METRICS.items()}
     return Evaluation(k, model.user_ids[users], per, {n: float(np.nanmean(v)) for n,v in per.items()}, _beyond(model, Xtr, top))
 
 # %% ../nbs/09_evaluation.ipynb #ca05c964
