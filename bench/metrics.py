@@ -6,7 +6,7 @@ time to build Qrels and Run is reported apart. Target: recnb <= 2 s and at least
 """
 import argparse, time
 import numpy as np, pandas as pd, scipy.sparse as sp
-from recnb.metrics import hit_matrix, ndcg_at_k, map_at_k, precision_at_k, recall_at_k, mrr_at_k, hit_rate_at_k
+from recnb.metrics import RANKING_METRICS, hit_matrix
 
 def data(n_users, n_items, k, seed=0):
     rng = np.random.default_rng(seed)
@@ -24,8 +24,7 @@ def data(n_users, n_items, k, seed=0):
 
 def recnb_eval(top, truth, k):
     hits, n_rel = hit_matrix(top, truth)
-    return {n: float(np.nanmean(f(hits, n_rel, k))) for n,f in
-            dict(ndcg=ndcg_at_k, map=map_at_k, precision=precision_at_k, recall=recall_at_k, mrr=mrr_at_k, hit_rate=hit_rate_at_k).items()}
+    return {n: float(np.nanmean(f(hits, n_rel, k))) for n,f in RANKING_METRICS.items()}
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -25,10 +25,10 @@ def free_port():
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 def in_process(settings, n):
-    from recnb.pipeline import serving_model
+    from recnb.usecases import production_model
     from recnb.vectorstore import open_store
     store = open_store(settings)
-    m = serving_model(settings, store)
+    m = production_model(settings, store)
     users = m.user_ids[np.random.RandomState(0).randint(0, len(m.user_ids), n)]
     H = m.item_vectors()['hybrid']
     qs = [m.query_vector(m.seen.indices[m.seen.indptr[u]:m.seen.indptr[u+1]]) for u in np.searchsorted(m.user_ids, users)]
@@ -91,7 +91,7 @@ def main():
     a = ap.parse_args()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     from recnb.config import Settings
-    from recnb.pipeline import promote_if_none, train
+    from recnb.usecases import promote_if_none, train
     from recnb.registry import Registry
     s = Settings(home=a.home, mlflow_mirror=False)
     if not Registry.from_settings(s).models():

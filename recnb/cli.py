@@ -10,21 +10,21 @@ import argparse, json, logging, os, sys
 from pathlib import Path
 from . import __version__
 from .config import get_settings
-from .data import DataValidationError
-from .registry import RegistryError
+from .errors import Busy, Conflict, InvalidInput, NotFoundError, RecnbError, Unavailable, kind_of
 from .logs import configure_logging
 
 # %% auto #0
-__all__ = ['UsageError', 'OperationFailed', 'parser', 'cmd_train', 'cmd_serve', 'cmd_recommend', 'cmd_models', 'cmd_evaluate',
-           'cmd_drift', 'cmd_ingest', 'cmd_retrain', 'cmd_schedule', 'cmd_jobs', 'main']
+__all__ = ['EXIT_CODES', 'UsageError', 'OperationFailed', 'parser', 'cmd_train', 'cmd_serve', 'cmd_recommend', 'cmd_models',
+           'cmd_evaluate', 'cmd_drift', 'cmd_ingest', 'cmd_retrain', 'cmd_schedule', 'cmd_jobs', 'exit_code', 'main']
 
-# %% ../nbs/30_cli.ipynb #47c5fc91
-class UsageError(Exception):
+# %% ../nbs/30_cli.ipynb #ee5602bb
+class UsageError(InvalidInput):
     "Bad input to a command: reported in one line, exit code 2."
 
-class OperationFailed(Exception):
+class OperationFailed(RecnbError):
     "A command that could not do its work: reported in one line, exit code 1."
 
+# %% ../nbs/30_cli.ipynb #6ca7d350
 class _Parser(argparse.ArgumentParser):
     def error(self, message): raise UsageError(message)
 
@@ -32,11 +32,14 @@ def _ids(s:str)->list[int]:
     try: return [int(x) for x in s.split(',') if x.strip()]
     except ValueError: raise argparse.ArgumentTypeError(f"expected comma-separated item ids, got {s!r}")
 
-def parser()->argparse.ArgumentParser:
-    "The `recnb` argument parser."
-    p = _Parser(prog='recnb', description='A notebook-first recommender system with its MLOps loop.')
-    p.add_argument('--version', action='version', version=f'recnb {__version__}')
-    sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
+def _actor()->str:
+    import getpass
+    try: return f"cli:{getpass.getuser()}"
+    except Exception: return 'cli'
+
+# %% ../nbs/30_cli.ipynb #966803a2
+def _add_serving(sub):
+    "`train`, `serve` and `recommend`."
     t = sub.add_parser('train', help='fit, index and save a new model version')
     t.add_argument('--data', type=Path, help='data directory (default: RECNB_DATA_DIR or the bundled MovieLens)')
     t.add_argument('--if-missing', action='store_true', help='do nothing when a model is already saved')
@@ -55,8 +58,11 @@ def parser()->argparse.ArgumentParser:
     r.add_argument('--year-min', type=int); r.add_argument('--year-max', type=int)
     r.add_argument('--include-seen', action='store_true', help="keep the user's own items")
     r.add_argument('--json', action='store_true', help='print JSON')
-    m = sub.add_parser('models', help='the model registry')
-    ms = m.add_subparsers(dest='action', required=True, parser_class=_Parser)
+
+# %% ../nbs/30_cli.ipynb #fa0ec3a2
+def _add_models(sub):
+    "`models list|show|promote|rollback|history|sync`."
+    ms = sub.add_parser('models', help='the model registry').add_subparsers(dest='action', required=True, parser_class=_Parser)
     ms.add_parser('list', help='every model and its production version').add_argument('--json', action='store_true', help='print JSON')
     x = ms.add_parser('show', help="a model's versions, or one version (JSON)"); x.add_argument('name'); x.add_argument('version', nargs='?')
     x.add_argument('--json', action='store_true', help='print JSON (the default)')
@@ -68,6 +74,10 @@ def parser()->argparse.ArgumentParser:
     x.add_argument('--reason', default='rollback'); x.add_argument('--actor', default=_actor())
     x = ms.add_parser('history', help='every stage change of a model'); x.add_argument('name'); x.add_argument('--json', action='store_true', help='print JSON')
     x = ms.add_parser('sync', help='mirror registry versions to MLflow'); x.add_argument('name', nargs='?')
+
+# %% ../nbs/30_cli.ipynb #1e6da24c
+def _add_data(sub):
+    "`evaluate`, `drift` and `ingest`."
     e = sub.add_parser('evaluate', help="evaluate a version's recipe on a held-out split of the data")
     e.add_argument('--name'); e.add_argument('--version', help='default: the production version')
     e.add_argument('--against', help="another version, or 'production'"); e.add_argument('--k', type=int, default=10)
@@ -78,6 +88,10 @@ def parser()->argparse.ArgumentParser:
     d.add_argument('--drift-share', type=float, default=0.5); d.add_argument('--json', action='store_true')
     i = sub.add_parser('ingest', help='validate a file of new interactions and append it (all or nothing)')
     i.add_argument('file', type=Path, help='a .csv or .parquet file with user_id, item_id, rating, timestamp (MovieLens names accepted)')
+
+# %% ../nbs/30_cli.ipynb #fc9979a4
+def _add_retraining(sub):
+    "`retrain`, `schedule` and `jobs list|show`."
     r = sub.add_parser('retrain', help='check whether retraining is due and, if so (or forced), run a retraining job')
     r.add_argument('--force', action='store_true', help='retrain even when the policy says it is not due')
     r.add_argument('--dry-run', action='store_true', help='print the decision only; change nothing')
@@ -87,36 +101,44 @@ def parser()->argparse.ArgumentParser:
     r.add_argument('--json', action='store_true', help='print the job as JSON')
     sc = sub.add_parser('schedule', help='run the retraining and evaluation jobs on their cron expressions (APScheduler)')
     sc.add_argument('--once', action='store_true', help='run each job once now, then exit')
-    j = sub.add_parser('jobs', help='retraining jobs')
-    js = j.add_subparsers(dest='action', required=True, parser_class=_Parser)
+    js = sub.add_parser('jobs', help='retraining jobs').add_subparsers(dest='action', required=True, parser_class=_Parser)
     x = js.add_parser('list', help='the newest jobs first'); x.add_argument('--limit', type=int, default=20)
     x.add_argument('--json', action='store_true', help='print JSON')
     x = js.add_parser('show', help='one job as JSON'); x.add_argument('id'); x.add_argument('--json', action='store_true', help='print JSON (the default)')
+
+# %% ../nbs/30_cli.ipynb #d868f07c
+def parser()->argparse.ArgumentParser:
+    "The `recnb` argument parser."
+    p = _Parser(prog='recnb', description='A notebook-first recommender system with its MLOps loop.')
+    p.add_argument('--version', action='version', version=f'recnb {__version__}')
+    sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
+    for add in (_add_serving, _add_models, _add_data, _add_retraining): add(sub)
     return p
 
-def _actor()->str:
-    import getpass
-    try: return f"cli:{getpass.getuser()}"
-    except Exception: return 'cli'
+# %% ../nbs/30_cli.ipynb #b757dc31
+def _show(x):
+    "Print a record, a list of records or plain data as JSON."
+    plain = lambda o: o.model_dump() if hasattr(o, 'model_dump') else o
+    print(json.dumps([plain(o) for o in x] if isinstance(x, list) else plain(x), indent=1, default=str))
 
-# %% ../nbs/30_cli.ipynb #b39d0d49
+# %% ../nbs/30_cli.ipynb #abc2ff6e
 def cmd_train(a):
-    from recnb.pipeline import train
-    from recnb.registry import Registry
+    from recnb import usecases as uc
     s = get_settings()
     if a.data is not None: s = s.model_copy(update={'data_dir': a.data})
-    if a.if_missing and any(m['name'] == s.model_name for m in Registry.from_settings(s).models()):
+    if a.if_missing and uc.is_registered(s):
         print(f"model {s.model_name} is already registered; not training")
         return
-    m, path = train(s, progress=not a.quiet)
+    m, v = uc.train(s, progress=not a.quiet)
     e,c = m.card['embedding'],m.card['chosen']
     print(f"trained {m.name} {m.version} in {m.card['train_seconds']} s on {m.card['data']['n_interactions']} interactions")
     print(f"embedded {e['embedded']} of {e['total']} items ({e['cached']} from the cache)")
     rank = f", rank={c['rank']}" if 'rank' in c else ''
     print(f"validation NDCG@{m.params.k} {c['valid_ndcg']:.4f} with the {m.card['solver']['name']} EASE solver, lambda={c['lam']:g}{rank}, text weight={c['text_weight']:g}")
     print("seconds per step: " + ', '.join(f"{k} {v:g}" for k, v in m.card['timings'].items()))
-    print(f"saved to {path}; vectors in collection {m.collection}; registered as {m.name} {m.version} (validation)")
+    print(f"saved to {v.path}; vectors in collection {m.collection}; registered as {m.name} {m.version} ({v.stage})")
 
+# %% ../nbs/30_cli.ipynb #1883d41b
 def _multiprocess_metrics(s)->Path:
     "Prometheus' multiprocess directory for the workers (`PROMETHEUS_MULTIPROC_DIR`, else under the home), emptied."
     d = Path(os.environ.setdefault('PROMETHEUS_MULTIPROC_DIR', str(s.home/'monitoring'/'prometheus')))
@@ -136,58 +158,51 @@ def cmd_serve(a):
     uvicorn.run('recnb.serving:create_app', factory=True, workers=a.workers, host=a.host or s.host, port=a.port or s.port,
                 log_config=None, access_log=False)
 
+# %% ../nbs/30_cli.ipynb #aa9bde76
 def cmd_recommend(a):
-    from recnb.pipeline import serving_model
-    from recnb.vectorstore import Filters, open_store
-    s = get_settings()
+    from recnb import usecases as uc
     if not 1 <= a.k <= 100: raise UsageError(f"--k must be between 1 and 100, got {a.k}")
-    store = open_store(s)
-    try:
-        m = serving_model(s, store)
-        if m is None: raise UsageError(f"no production model {s.model_name!r} in {s.home}: run `recnb train` first, then `recnb models promote`")
-        f = Filters(a.genres.split(',') if a.genres else None, a.year_min, a.year_max)
-        recs = m.recommend(user_id=a.user, items=a.items, query=a.query, k=a.k, filters=f, exclude_seen=not a.include_seen)
-    finally: store.close()
+    f = uc.Filters(a.genres.split(',') if a.genres else None, a.year_min, a.year_max)
+    m, recs = uc.recommend(get_settings(), a.user, a.items, a.query, a.k, f, not a.include_seen)
     if a.json: return print(json.dumps(dict(model_version=m.version, cold_start=recs.cold_start, items=[r.__dict__ for r in recs.items])))
     print(f"{m.name} {m.version}" + (" (cold start: popular items)" if recs.cold_start else ""))
     for i,r in enumerate(recs.items, 1): print(f"{i:3d}. {r.item_id:>7d}  {r.score:8.4f}  {r.title}")
 
-# %% ../nbs/30_cli.ipynb #b7e522c6
-def cmd_models(a):
-    from recnb import pipeline
-    from recnb.mirror import sync_quietly
-    from recnb.registry import Registry
-    s = get_settings()
-    reg = Registry.from_settings(s)
-    show = lambda x: print(json.dumps(x, indent=1))
-    if a.action == 'list' and a.json: show(reg.models())
-    elif a.action == 'list':
-        for m in reg.models(): print(f"{m['name']:<24} production {m['production'] or '-':<10} {m['versions']} versions")
-    elif a.action == 'show': show(reg.get(a.name, a.version))
-    elif a.action == 'history' and a.json: show(reg.history(a.name))
-    elif a.action == 'history':
-        for e in reg.history(a.name): print(f"{e['time']}  {e['version']:<9} {e['from_stage'] or '-':>10} -> {e['to_stage']:<10} {e['actor']}: {e['reason']}")
-    elif a.action == 'promote':
-        if a.if_none:
-            e = pipeline.promote_if_none(s, a.actor)
-            print(f"promoted {s.model_name} {e['version']} to production" if e else f"{s.model_name}: a version is already in production, or none is in validation")
-        else:
-            if not (a.name and a.version): raise UsageError("models promote needs NAME and VERSION (or --if-none)")
-            e = pipeline.promote(s, a.name, a.version, a.actor, a.reason)
-            print(f"promoted {a.name} {e['version']} to production")
-    elif a.action == 'rollback':
-        e = pipeline.rollback(s, a.name, a.actor, a.reason)
-        print(f"rolled {a.name} back to {e['version']}")
-    elif a.action == 'sync':
-        for n in ([a.name] if a.name else [m['name'] for m in reg.models()]):
-            r = sync_quietly(s, reg, n)
-            print(f"{n}: mirrored {r['mirrored']} versions" + (f"; {r['pending']} pending: {r['error']}" if r['error'] else ''))
-            if r['error'] and r['pending']: raise OperationFailed(f"MLflow mirror of {n} incomplete: {r['error']}")
+# %% ../nbs/30_cli.ipynb #26bd4b96
+def _promote(s, a):
+    from recnb import usecases as uc
+    if a.if_none:
+        e = uc.promote_if_none(s, a.actor)
+        return print(f"promoted {s.model_name} {e.version} to production" if e else f"{s.model_name}: a version is already in production, or none is in validation")
+    if not (a.name and a.version): raise UsageError("models promote needs NAME and VERSION (or --if-none)")
+    print(f"promoted {a.name} {uc.promote(s, a.name, a.version, a.actor, a.reason).version} to production")
 
+def _sync(s, name:str|None):
+    from recnb import usecases as uc
+    for n, r in uc.sync(s, name).items():
+        print(f"{n}: mirrored {r['mirrored']} versions" + (f"; {r['pending']} pending: {r['error']}" if r['error'] else ''))
+        if r['error'] and r['pending']: raise OperationFailed(f"MLflow mirror of {n} incomplete: {r['error']}")
+
+# %% ../nbs/30_cli.ipynb #813a3ab0
+def cmd_models(a):
+    from recnb import usecases as uc
+    s = get_settings()
+    if a.action == 'list' and a.json: _show(uc.models(s))
+    elif a.action == 'list':
+        for m in uc.models(s): print(f"{m.name:<24} production {m.production or '-':<10} {m.versions} versions")
+    elif a.action == 'show': _show(uc.version(s, a.name, a.version) if a.version else uc.model(s, a.name))
+    elif a.action == 'history' and a.json: _show(uc.history(s, a.name))
+    elif a.action == 'history':
+        for e in uc.history(s, a.name): print(f"{e.time}  {e.version:<9} {e.from_stage or '-':>10} -> {e.to_stage:<10} {e.actor}: {e.reason}")
+    elif a.action == 'promote': _promote(s, a)
+    elif a.action == 'rollback': print(f"rolled {a.name} back to {uc.rollback(s, a.name, a.actor, a.reason).version}")
+    elif a.action == 'sync': _sync(s, a.name)
+
+# %% ../nbs/30_cli.ipynb #56b1b178
 def cmd_evaluate(a):
-    from recnb.evaluation import evaluate_version
+    from recnb import usecases as uc
     if a.k < 1: raise UsageError(f"--k must be at least 1, got {a.k}")
-    r = evaluate_version(get_settings(), a.name, a.version, a.against, a.k)
+    r = uc.evaluate(get_settings(), a.name, a.version, a.against, a.k)
     if a.json: return print(json.dumps(r, indent=1))
     print(f"{r['model']} {r['version']}: " + ', '.join(f"{m} {v:.4f}" for m,v in r['metrics'].items() if m != 'users') + f" ({r['metrics']['users']} users)")
     if 'against' in r:
@@ -195,15 +210,10 @@ def cmd_evaluate(a):
         print(f"against {r['against']['version']}: NDCG difference {t['effect']:+.4f} (95% CI {t['ci_low']:+.4f} to {t['ci_high']:+.4f}), p = {t['p_value']:.4f}")
     print(f"report {r['files']['json']}; plot {r['files']['plot']}")
 
-def _read_frame(p:Path):
-    import pandas as pd
-    if not p.exists(): raise UsageError(f"{p}: no such file")
-    try: return pd.read_parquet(p) if p.suffix.lower() in ('.parquet', '.pq') else pd.read_csv(p)
-    except Exception as e: raise UsageError(f"{p}: cannot read ({type(e).__name__}: {e})")
-
+# %% ../nbs/30_cli.ipynb #1deba349
 def cmd_drift(a):
-    from recnb.drift import data_drift
-    rep = data_drift(_read_frame(a.reference), _read_frame(a.current), a.columns.split(',') if a.columns else None, drift_share=a.drift_share)
+    from recnb import usecases as uc
+    rep = uc.drift(a.reference, a.current, a.columns.split(',') if a.columns else None, drift_share=a.drift_share)
     if a.json: print(json.dumps(rep.to_dict(), indent=1))
     else:
         for c in rep.columns:
@@ -212,81 +222,90 @@ def cmd_drift(a):
         print(f"{'drift' if rep.drifted else 'no drift'}: {rep.share_drifted:.0%} of columns drifted (threshold {rep.drift_share:.0%})")
     return 1 if rep.drifted else 0
 
+# %% ../nbs/30_cli.ipynb #9496c7b0
 def cmd_ingest(a):
-    from recnb.retraining import ingest
-    if not a.file.exists(): raise UsageError(f"{a.file}: no such file")
-    try: r = ingest(get_settings(), a.file)
-    except DataValidationError as e:
+    from recnb import usecases as uc
+    try: r = uc.ingest(get_settings(), a.file)
+    except InvalidInput as e:
+        if not getattr(e, 'errors', None): raise
         print(f"recnb: error: {e}", file=sys.stderr)
         for row, field, msg in e.errors[1:]: print(f"  row {row}, field '{field}': {msg}", file=sys.stderr)
         print(f"  nothing was written; fix the file and ingest it again", file=sys.stderr)
         return 2
     print(f"ingested {r['rows']} interactions from {r['file']} ({r['total_ingested']} ingested in all, in {r['path']})")
 
+# %% ../nbs/30_cli.ipynb #143af133
 def _value(v:str):
     try: return json.loads(v)
     except ValueError: return v
 
-def _show_decision(d):
+def _show_decision(d:dict):
     print(f"{d['model']}: retraining {'is due' if d['retrain'] else 'is not due'}")
     for k, c in d['checks'].items(): print(f"  {k.replace('_', ' '):<12} {'due' if c['due'] else 'ok ':<4} {c['detail']}")
 
-def cmd_retrain(a):
-    from recnb.retraining import JobRunning, retrain
-    s = get_settings()
-    try: j = retrain(s, force=a.force, dry_run=a.dry_run, reason=a.reason, trigger='cli', parameters={n: _value(v) for n, v in a.param})
-    except JobRunning as e:
-        print(f"recnb: {e}", file=sys.stderr); return 1
-    if a.json: print(json.dumps(j, indent=1))
-    elif a.dry_run: _show_decision(j['decision']); print("dry run: nothing was changed")
-    else:
-        _show_decision(j['decision'])
-        print(f"job {j['id']}: {j['state']}" + (f", {s.model_name} {j['version']}" if j['version'] else ''))
-        if j['embedding']: print(f"  embedded {j['embedding']['embedded']} of {j['embedding']['total']} items ({j['embedding']['cached']} from the cache)")
-        if j['promotion_reason']: print(f"  {'promoted' if j['promoted'] else 'not promoted'}: {j['promotion_reason']}")
-        if j['report']: print(f"  report {j['report']} (HTML {j['report_html']})")
-        if j['error']: print(f"  error: {j['error'].splitlines()[0]}")
-    return 1 if j.get('state') == 'failed' else 0
+def _show_job(s, j):
+    _show_decision(j.decision)
+    print(f"job {j.id}: {j.state}" + (f", {s.model_name} {j.version}" if j.version else ''))
+    if j.embedding: print(f"  embedded {j.embedding['embedded']} of {j.embedding['total']} items ({j.embedding['cached']} from the cache)")
+    if j.promotion_reason: print(f"  {'promoted' if j.promoted else 'not promoted'}: {j.promotion_reason}")
+    if j.report: print(f"  report {j.report} (HTML {j.report_html})")
+    if j.error: print(f"  error: {j.error.splitlines()[0]}")
 
+# %% ../nbs/30_cli.ipynb #6faf31b2
+def cmd_retrain(a):
+    from recnb import usecases as uc
+    s = get_settings()
+    if a.dry_run:
+        d = uc.check_retrain(s).to_dict()
+        if a.json: return print(json.dumps(dict(dry_run=True, decision=d), indent=1))
+        _show_decision(d); print("dry run: nothing was changed")
+        return 0
+    j = uc.retrain(s, force=a.force, reason=a.reason, trigger='cli', parameters={n: _value(v) for n, v in a.param})
+    if a.json: _show(j)
+    else: _show_job(s, j)
+    return 1 if j.state == 'failed' else 0
+
+# %% ../nbs/30_cli.ipynb #d39b37a9
 def cmd_schedule(a):
-    from recnb.retraining import SchedulerRunning, run_scheduler
-    try: res = run_scheduler(get_settings(), once=a.once)
-    except SchedulerRunning as e:
-        print(f"recnb: {e}", file=sys.stderr); return 1
-    for r in res or []:
+    from recnb.scheduler import run_scheduler
+    from recnb.usecases import JobRecord
+    for r in run_scheduler(get_settings(), once=a.once) or []:
         if r is None: continue
-        if 'state' in r: print(f"retrain job {r['id']}: {r['state']}" + (f" ({r['promotion_reason']})" if r['promotion_reason'] else ''))
-        else: print(f"evaluation report {r['path']}" + (f" (error: {r['error']})" if r['error'] else ''))
+        if isinstance(r, JobRecord): print(f"retrain job {r.id}: {r.state}" + (f" ({r.promotion_reason})" if r.promotion_reason else ''))
+        else: print(f"evaluation report {r.path}" + (f" (error: {r.error})" if r.error else ''))
 
 def cmd_jobs(a):
-    from recnb.retraining import JobNotFound, Jobs
-    jobs = Jobs.from_settings(get_settings())
-    if a.action == 'list' and a.json: print(json.dumps(jobs.newest(a.limit), indent=1))
+    from recnb import usecases as uc
+    s = get_settings()
+    if a.action == 'list' and a.json: _show(uc.jobs(s, a.limit))
     elif a.action == 'list':
-        for j in jobs.newest(a.limit):
-            note = ((j['promotion_reason'] or j['error'] or '').splitlines() or [''])[0]
-            print(f"{j['id']}  {j['state']:<9} {j['trigger']:<8} {j['version'] or '-':<9} {'promoted' if j['promoted'] else '-':<8} {note}")
-    else:
-        try: print(json.dumps(jobs.get(a.id), indent=1))
-        except JobNotFound as e: raise UsageError(str(e))
+        for j in uc.jobs(s, a.limit):
+            note = ((j.promotion_reason or j.error or '').splitlines() or [''])[0]
+            print(f"{j.id}  {j.state:<9} {j.trigger:<8} {j.version or '-':<9} {'promoted' if j.promoted else '-':<8} {note}")
+    else: _show(uc.job(s, a.id))
 
+# %% ../nbs/30_cli.ipynb #a807a9c1
+EXIT_CODES = {InvalidInput: 2, NotFoundError: 2, Conflict: 2, Busy: 1, Unavailable: 1}
+
+def exit_code(e:BaseException)->int:
+    "The exit code of a command that raised `e`."
+    k = kind_of(e)
+    if k: return EXIT_CODES[k]
+    return 2 if isinstance(e, (ValueError, FileNotFoundError)) else 1
+
+# %% ../nbs/30_cli.ipynb #5339575a
 _cmds = dict(train=cmd_train, serve=cmd_serve, recommend=cmd_recommend, models=cmd_models, evaluate=cmd_evaluate, drift=cmd_drift,
              ingest=cmd_ingest, retrain=cmd_retrain, schedule=cmd_schedule, jobs=cmd_jobs)
 
 def main(argv:list[str]|None=None)->int:
     "Entry point of the `recnb` console script."
-    logged = False  # the traceback of a failure goes to the log file configured here, never to the console
+    logged = False
     try:
         a = parser().parse_args(argv)
         if a.cmd != 'serve': configure_logging(get_settings(), console=False); logged = True
         return _cmds[a.cmd](a) or 0
-    except (UsageError, DataValidationError, RegistryError, ValueError, FileNotFoundError) as e:
-        print(f"recnb: error: {e}", file=sys.stderr)
-        return 2
-    except OperationFailed as e:
-        print(f"recnb: error: {e}", file=sys.stderr)
-        return 1
-    except Exception as e:  # anything else is a failure of the operation, not of its input
-        if logged: logging.getLogger('recnb').exception("recnb %s failed", ' '.join(argv if argv is not None else sys.argv[1:]))
-        print(f"recnb: error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+    except Exception as e:
+        code, expected = exit_code(e), isinstance(e, RecnbError) or exit_code(e) == 2
+        if not expected and logged: logging.getLogger('recnb').exception("recnb %s failed", ' '.join(argv if argv is not None else sys.argv[1:]))
+        print(f"recnb: error: {e}" if expected else f"recnb: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return code

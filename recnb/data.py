@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib, json, re, warnings
 from functools import lru_cache, partial
 from importlib.resources import files
+from .errors import InvalidInput
 from pathlib import Path
 import numpy as np, pandas as pd
 import fastjsonschema
@@ -31,7 +32,7 @@ def data_schema()->dict:
     return json.loads((files('recnb')/'data_schema.json').read_text())
 
 # %% ../nbs/01_data.ipynb #68ee8001
-class DataValidationError(ValueError):
+class DataValidationError(InvalidInput):
     "A data file does not match `data_schema.json`; `errors` lists (row, field, message)."
     def __init__(self, path, errors, total=None):
         self.path,self.errors,self.total = str(path),errors,total or len(errors)

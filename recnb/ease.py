@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np, scipy.sparse as sp
 from fastcore.basics import patch
 from tqdm.auto import tqdm
+from .errors import InvalidInput
 
 # %% auto #0
 __all__ = ['GB', 'ease', 'Gram', 'gram_eig', 'lowrank_ease', 'OverBudget', 'dense_bytes', 'lowrank_bytes', 'base_bytes',
@@ -101,7 +102,7 @@ def lowrank_ease(V:np.ndarray, # (n_items, r) eigenvectors of G
     return AM.astype(np.float32), (A / p[:, None]).astype(np.float32)
 
 # %% ../nbs/04a_ease.ipynb #b1bfa78a
-class OverBudget(ValueError):
+class OverBudget(InvalidInput):
     "Training would need more memory than the budget allows."
 
 GB = 1024**3

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, scipy.sparse as sp
 from fastcore.basics import patch
 from .data import temporal_split
-from .metrics import (hit_matrix, top_k, ndcg_at_k, map_at_k, precision_at_k, recall_at_k, mrr_at_k,
+from .metrics import (RANKING_METRICS, hit_matrix, top_k, ndcg_at_k, map_at_k, precision_at_k, recall_at_k, mrr_at_k,
                            hit_rate_at_k, catalog_coverage, intra_list_diversity, novelty)
 
 # %% auto #0
@@ -51,8 +51,6 @@ def _beyond(model, Xtr, top)->dict:
                 diversity=float(intra_list_diversity(top, model.text).mean()), novelty=float(novelty(top, share).mean()))
 
 # %% ../nbs/09_evaluation.ipynb #c408132a
-_ranking = dict(ndcg=ndcg_at_k, map=map_at_k, precision=precision_at_k, recall=recall_at_k, mrr=mrr_at_k, hit_rate=hit_rate_at_k)
-
 def evaluate_model(model:HybridRecommender, # A fitted model
                    train:pd.DataFrame, # Interactions the model was trained on (excluded from rankings)
                    test:pd.DataFrame, # Held-out interactions: the relevant items
@@ -70,7 +68,7 @@ def evaluate_model(model:HybridRecommender, # A fitted model
     if not len(users): raise ValueError("test has no interactions of users and items the model knows")
     top = _top_unseen(model, Xtr, users, k, part, batch)
     hits, n_rel = hit_matrix(top, Xte[users])
-    per = {n: f(hits, n_rel, k) for n,f in _ranking.items()}
+    per = {n: f(hits, n_rel, k) for n,f in RANKING_METRICS.items()}
     return Evaluation(k, model.user_ids[users], per, {n: float(np.nanmean(v)) for n,v in per.items()}, _beyond(model, Xtr, top))
 
 # %% ../nbs/09_evaluation.ipynb #ca05c964
@@ -151,10 +149,10 @@ def validate_recommendations(items:list[int], # Recommended item ids, best first
     return p
 
 # %% ../nbs/09_evaluation.ipynb #ea9c07f0
-def _fit_eval(items, tr, te, params, cache, k)->Evaluation:
-    "Fit a registry version's `params` on `tr` and evaluate the model on `te`."
-    from recnb.model import HybridRecommender, Params
-    m = HybridRecommender(Params(**{a: tuple(b) if isinstance(b, list) else b for a,b in params.items()})).fit(items, tr, cache, progress=False)
+def _fit_eval(items, tr, te, version:dict, cache, k)->Evaluation:
+    "Fit a registry version's recipe on `tr` and evaluate the model on `te`."
+    from recnb.model import HybridRecommender, params_of
+    m = HybridRecommender(params_of(version)).fit(items, tr, cache, progress=False)
     return evaluate_model(m, tr, te, k)
 
 # %% ../nbs/09_evaluation.ipynb #bf6ad256
@@ -207,9 +205,9 @@ def evaluate_version(settings, name:str|None=None, version:str|None=None, # Defa
                      k:int=10, seed:int=42)->dict:
     "Fit the version's recipe on 75% of each user's data, evaluate on the rest (and against another version); write and log the report."
     from recnb.config import check_name
-    from recnb.embeddings import EmbeddingCache, MODEL_ID
     from recnb.mirror import log_run_quietly
-    from recnb.pipeline import current_data
+    from recnb.data import current_data
+    from recnb.pipeline import embedding_cache
     from recnb.registry import Registry
     from recnb.data import stratified_split
     name = check_name(name or settings.model_name)
@@ -218,9 +216,9 @@ def evaluate_version(settings, name:str|None=None, version:str|None=None, # Defa
     o = _resolve(reg, name, against) if against else None
     items, inter = current_data(settings)
     tr, te = stratified_split(inter, 0.75, seed)
-    cache = EmbeddingCache(settings.cache_dir/f"embeddings-{MODEL_ID}.npz")
-    evs = {e['version']: _fit_eval(items, tr, te, e['params'], cache, k)}
-    if o: evs[o['version']] = _fit_eval(items, tr, te, o['params'], cache, k)
+    cache = embedding_cache(settings)
+    evs = {e['version']: _fit_eval(items, tr, te, e, cache, k)}
+    if o: evs[o['version']] = _fit_eval(items, tr, te, o, cache, k)
     ev = evs[e['version']]
     report = dict(model=name, version=e['version'], k=k, split=dict(kind='stratified', ratio=0.75, seed=seed),
                   created_at=datetime.now(timezone.utc).isoformat(timespec='seconds'), metrics=ev.summary())

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np, scipy.sparse as sp
 
 # %% auto #0
-__all__ = ['top_k', 'hit_matrix', 'precision_at_k', 'recall_at_k', 'ndcg_at_k', 'map_at_k', 'mrr_at_k', 'hit_rate_at_k',
-           'ranking_metrics', 'gain_matrix', 'graded_ndcg_at_k', 'rating_metrics', 'confusion_counts',
+__all__ = ['RANKING_METRICS', 'top_k', 'hit_matrix', 'precision_at_k', 'recall_at_k', 'ndcg_at_k', 'map_at_k', 'mrr_at_k',
+           'hit_rate_at_k', 'ranking_metrics', 'gain_matrix', 'graded_ndcg_at_k', 'rating_metrics', 'confusion_counts',
            'classification_metrics', 'catalog_coverage', 'intra_list_diversity', 'novelty']
 
 # %% ../nbs/02_metrics.ipynb #ed320ac1
@@ -94,7 +94,7 @@ def hit_rate_at_k(hits, n_rel, k=None):
     return _per_user(hits[:, :k or hits.shape[1]].any(1).astype(float), n_rel)
 
 # %% ../nbs/02_metrics.ipynb #54bf6bb0
-_metrics = dict(map=map_at_k, ndcg=ndcg_at_k, precision=precision_at_k, recall=recall_at_k, mrr=mrr_at_k, hit_rate=hit_rate_at_k)
+RANKING_METRICS = dict(map=map_at_k, ndcg=ndcg_at_k, precision=precision_at_k, recall=recall_at_k, mrr=mrr_at_k, hit_rate=hit_rate_at_k)  # name -> metric(hits, n_rel, k)
 
 def ranking_metrics(top:np.ndarray, # (n_users, k) recommended item indices, best first
                     truth:sp.spmatrix, # (n_users, n_items) relevant items
@@ -102,7 +102,7 @@ def ranking_metrics(top:np.ndarray, # (n_users, k) recommended item indices, bes
                    )->dict:
     "Mean of each ranking metric at `k` over users that have relevant items."
     hits, n_rel = hit_matrix(np.asarray(top)[:, :k], truth)
-    return {f"{n}@{k}": float(np.nanmean(f(hits, n_rel, k))) for n,f in _metrics.items()}
+    return {f"{n}@{k}": float(np.nanmean(f(hits, n_rel, k))) for n,f in RANKING_METRICS.items()}
 
 # %% ../nbs/02_metrics.ipynb #b08240cd
 def gain_matrix(top:np.ndarray, truth:sp.spmatrix)->tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, scipy.sparse as sp
 from fastcore.basics import patch
 from tqdm.auto import tqdm
+from .errors import InvalidInput
 from .config import Settings, check_name, get_settings
 from .data import fingerprint, stratified_split
 from .embeddings import EmbeddingCache, MODEL_ID, embed, encode, item_texts
@@ -21,7 +22,7 @@ from .metrics import hit_matrix, ndcg_at_k, top_k
 from .vectorstore import Filters, VectorSpec
 
 # %% auto #0
-__all__ = ['Params', 'Rec', 'Recommendations', 'HybridRecommender', 'genre_key', 'match_filters', 'UnknownItems']
+__all__ = ['Params', 'params_of', 'Rec', 'Recommendations', 'HybridRecommender', 'genre_key', 'match_filters', 'UnknownItems']
 
 # %% ../nbs/05_model.ipynb #4a44692a
 @dataclass
@@ -39,6 +40,12 @@ class Params:
     max_valid_users:int = 2000  # Validation users sampled at most
     k:int = 10  # Cut-off of the validation metric (NDCG@k)
     seed:int = 42
+
+# %% ../nbs/05_model.ipynb #e10ab9de
+def params_of(card:dict # A model card or registry version: anything with a `params` dict
+             )->Params:
+    "The `Params` recorded in `card`."
+    return Params(**{k: tuple(v) if isinstance(v, list) else v for k,v in card['params'].items()})
 
 # %% ../nbs/05_model.ipynb #ad60e3b1
 @dataclass
@@ -363,7 +370,7 @@ def index(self:HybridRecommender, store, # A `VectorStore`
     return self.attach(store, name)
 
 # %% ../nbs/05_model.ipynb #49ccec07
-class UnknownItems(ValueError):
+class UnknownItems(InvalidInput):
     "A request named item ids the model does not know."
 
 # %% ../nbs/05_model.ipynb #d3047e09
@@ -459,7 +466,7 @@ def load(cls:HybridRecommender, path, # A directory written by `save`
     path = Path(path)
     try:
         card = json.loads((path/'model.json').read_text())
-        m = cls(Params(**{k: tuple(v) if isinstance(v, list) else v for k,v in card['params'].items()}), card['name'], card['version'])
+        m = cls(params_of(card), card['name'], card['version'])
         z = _read_arrays(path, mmap)
         for a in _arrays: setattr(m, a, z[a])
         m._seen_arrays = (z['seen_indices'], z['seen_indptr'])

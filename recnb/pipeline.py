@@ -15,11 +15,10 @@ from .ease import GB, OverBudget, base_bytes, memory_budget
 from .embeddings import EmbeddingCache, MODEL_ID
 from .model import HybridRecommender, Params
 from .vectorstore import open_store
-from .registry import IllegalTransition, NotFound, Registry
-from .mirror import sync_quietly
+from .registry import Registry
 
 # %% auto #0
-__all__ = ['check_budget', 'train', 'attached', 'serving_model', 'promote', 'rollback', 'promote_if_none']
+__all__ = ['check_budget', 'embedding_cache', 'train', 'attached']
 
 # %% ../nbs/06_pipeline.ipynb #27586c0f
 def _rows(path:Path)->int:
@@ -60,6 +59,11 @@ def _fit_spark(s:Settings, data_dir, params, cache, progress)->HybridRecommender
     from recnb.spark import spark_fit
     return spark_fit(s, data_dir, params, cache, progress)
 
+# %% ../nbs/06_pipeline.ipynb #aa6bf186
+def embedding_cache(settings:Settings)->EmbeddingCache:
+    "The embedding cache of `settings.home` for the embedding model in use."
+    return EmbeddingCache(settings.cache_dir/f"embeddings-{MODEL_ID}.npz")
+
 # %% ../nbs/06_pipeline.ipynb #2d4fefdf
 def train(settings:Settings|None=None, # Where stores live; `data_dir` and `model_name` come from here
           data_dir=None, # Overrides `settings.data_dir`
@@ -69,7 +73,7 @@ def train(settings:Settings|None=None, # Where stores live; `data_dir` and `mode
          )->tuple[HybridRecommender, Path]:
     "Fit a model, register it, index and save it; it ends in the `validation` stage. Returns it and its directory."
     s = settings or get_settings()
-    cache = EmbeddingCache(s.cache_dir/f"embeddings-{MODEL_ID}.npz")
+    cache = embedding_cache(s)
     m = _fit_spark(s, data_dir, params, cache, progress) if s.spark_master else _fit_local(s, data_dir, params, cache, progress)
     reg = Registry.from_settings(s)
     e = reg.register(s.model_name, params=m.card['params'], metrics={f"valid_ndcg@{m.params.k}": m.card['chosen']['valid_ndcg']},
@@ -92,7 +96,6 @@ def train(settings:Settings|None=None, # Where stores live; `data_dir` and `mode
     except BaseException as ex:
         reg.transition(s.model_name, m.version, 'archived', actor, f"training failed: {type(ex).__name__}: {ex}")
         raise
-    sync_quietly(s, reg, s.model_name)
     return m, path
 
 # %% ../nbs/06_pipeline.ipynb #1c422f11
@@ -101,42 +104,3 @@ def attached(settings:Settings, m:HybridRecommender, store)->HybridRecommender:
     settings.vectors_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(settings.vectors_dir/'.index.lock'):
         return m.attach(store) if store.has_collection(m.collection_name) else m.index(store)
-
-# %% ../nbs/06_pipeline.ipynb #f37e2594
-def serving_model(settings:Settings, store, registry:Registry|None=None)->HybridRecommender|None:
-    "The production version of `settings.model_name`, attached to its collection (re-indexed there if missing), or None."
-    reg = registry or Registry.from_settings(settings)
-    try: e = reg.production(settings.model_name)
-    except NotFound: return None
-    if e is None: return None
-    return attached(settings, HybridRecommender.load(e['path']), store)
-
-# %% ../nbs/06_pipeline.ipynb #397b7ceb
-def promote(settings:Settings, name:str, version:str, actor:str='recnb', reason:str='', store=None)->dict:
-    "Promote `version` of `name` to production (alias and MLflow mirror included)."
-    reg = Registry.from_settings(settings)
-    own = store is None
-    store = store or open_store(settings)
-    try: e = reg.promote(name, version, actor, reason, store)
-    finally:
-        if own: store.close()
-    sync_quietly(settings, reg, name)
-    return e
-
-# %% ../nbs/06_pipeline.ipynb #1b42fb10
-def rollback(settings:Settings, name:str, actor:str='recnb', reason:str='rollback', store=None)->dict:
-    "Put the previous production version of `name` back in production."
-    reg = Registry.from_settings(settings)
-    prev = reg.previous_production(name)
-    if prev is None: raise IllegalTransition('-', 'production', 'production (no earlier production version to roll back to)')
-    return promote(settings, name, prev, actor, reason, store)
-
-# %% ../nbs/06_pipeline.ipynb #6866c4b2
-def promote_if_none(settings:Settings, actor:str='recnb')->dict|None:
-    "Promote the newest `validation` version when the model has no production version (what `make serve` does)."
-    reg = Registry.from_settings(settings)
-    try:
-        if reg.production(settings.model_name): return None
-    except NotFound: return None
-    cands = reg.search(settings.model_name, stage='validation')
-    return promote(settings, settings.model_name, cands[-1]['version'], actor, 'first production model') if cands else None

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from fastcore.basics import patch
 from filelock import FileLock
+from .errors import Conflict, NotFoundError, RecnbError, Unavailable
 from .config import Settings, atomic_write, check_name, get_settings
 
 # %% auto #0
@@ -26,16 +27,15 @@ LEGAL = {'training': {'validation', 'archived'}, 'validation': {'production', 'a
 SCHEMA_VERSION = 1
 
 # %% ../nbs/05b_registry.ipynb #7fbd2782
-class RegistryError(Exception): "Base class of registry errors."
-class NotFound(RegistryError, KeyError):
+class RegistryError(RecnbError): "Base class of registry errors."
+class NotFound(RegistryError, NotFoundError):
     "No such model or version."
-    def __str__(self): return self.args[0]
-class IllegalTransition(RegistryError):
+class IllegalTransition(RegistryError, Conflict):
     "A stage change the lifecycle does not allow."
     def __init__(self, version, src, dst):
         self.src,self.dst = src,dst
         super().__init__(f"version {version}: cannot move from {src} to {dst} (allowed from {src}: {', '.join(sorted(LEGAL[src])) or 'nothing'})")
-class CorruptRegistry(RegistryError):
+class CorruptRegistry(RegistryError, Unavailable):
     "The registry file cannot be read; it is left untouched."
 
 # %% ../nbs/05b_registry.ipynb #74714e0e

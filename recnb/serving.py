@@ -20,24 +20,25 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from . import __version__
 from .config import Settings, check_name, get_settings
 from .embeddings import load_encoder
-from .mirror import sync_quietly
 from .model import HybridRecommender, UnknownItems
-from .pipeline import attached, serving_model
-from .registry import STAGES, CorruptRegistry, IllegalTransition, NotFound, Registry, parse_version
+from .errors import Busy, Conflict, InvalidInput, NotFoundError, RecnbError, Unavailable, kind_of
+from .registry import CorruptRegistry, Registry, parse_version
+from . import usecases as uc
+from .usecases import JobRecord, ModelRecord, ModelSummary, StageChange, VersionRecord
 from .vectorstore import Filters, open_store
 from .logs import configure_logging, set_log_context
 from .monitoring import Alerter, AlertRule, MetricsCollector, check, resources
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest, multiprocess
 
 # %% auto #0
-__all__ = ['log', 'SettingsDep', 'RegistryDep', 'StoreDep', 'ModelDep', 'ObserverDep', 'FaultLatencyDep', 'recommendations',
-           'operations', 'api_key_header', 'faults', 'NAME_PATTERN', 'VERSION_PATTERN', 'JOB_ID_PATTERN', 'NameParam',
-           'VersionParam', 'JobIdParam', 'models', 'retraining', 'FiltersIn', 'RecommendRequest', 'ErrorOut',
-           'error_responses', 'RecItem', 'RecommendResponse', 'refresh', 'lifespan', 'create_app', 'get_settings_dep',
-           'get_registry', 'get_store', 'get_model', 'get_observer', 'get_fault_latency', 'recommend', 'endpoint_label',
-           'Observer', 'ObserveMiddleware', 'livez', 'readyz', 'health', 'metrics', 'summary', 'require_api_key',
-           'ActionIn', 'FaultsIn', 'set_faults', 'VersionOut', 'ModelSummary', 'ModelOut', 'StageChange', 'list_models',
-           'production', 'history', 'promote', 'rollback', 'show', 'invalid', 'RetrainIn', 'JobOut', 'JobStarted',
+__all__ = ['log', 'HTTP_STATUS', 'SettingsDep', 'RegistryDep', 'StoreDep', 'ModelDep', 'ObserverDep', 'FaultLatencyDep',
+           'recommendations', 'operations', 'api_key_header', 'faults', 'NAME_PATTERN', 'VERSION_PATTERN',
+           'JOB_ID_PATTERN', 'NameParam', 'VersionParam', 'JobIdParam', 'models', 'retraining', 'FiltersIn',
+           'RecommendRequest', 'ErrorOut', 'error_responses', 'RecItem', 'RecommendResponse', 'refresh', 'lifespan',
+           'error_response', 'create_app', 'get_settings_dep', 'get_registry', 'get_store', 'get_model', 'get_observer',
+           'get_fault_latency', 'recommend', 'endpoint_label', 'Observer', 'ObserveMiddleware', 'livez', 'readyz',
+           'health', 'metrics', 'summary', 'require_api_key', 'ActionIn', 'FaultsIn', 'set_faults', 'list_models',
+           'production', 'history', 'promote', 'rollback', 'show', 'invalid', 'RetrainIn', 'JobStarted',
            'get_decisions', 'retrain_check', 'list_jobs', 'get_job']
 
 # %% ../nbs/20_serving.ipynb #15933539
@@ -109,10 +110,8 @@ log = logging.getLogger('recnb.api')
 def _load_production(app)->HybridRecommender|None:
     "The registry's production model, loaded and warmed up, if it is not the one being served."
     s, reg, cur = app.state.settings, app.state.registry, app.state.model
-    try: e = reg.production(s.model_name)
-    except NotFound: return None
-    if e is None or (cur is not None and cur.version == e['version']): return None
-    m = attached(s, HybridRecommender.load(e['path']), app.state.store)  # several workers: one indexes a missing collection
+    m = uc.production_model(s, app.state.store, reg, unless=cur and cur.version)  # several workers: one indexes a missing collection
+    if m is None: return None
     m.recommend(user_id=int(m.user_ids[0]), k=1); m.recommend(user_id=-1, k=1)  # open the shard, fill caches
     load_encoder()
     return m
@@ -162,6 +161,13 @@ async def lifespan(app:FastAPI):
         app.state.observer.drain(); app.state.observer.collector.close()
         app.state.store.close()
 
+# %% ../nbs/20_serving.ipynb #c6cb0db8
+HTTP_STATUS = {InvalidInput: 422, NotFoundError: 404, Conflict: 409, Busy: 409, Unavailable: 503}
+
+def error_response(request:Request, e:RecnbError)->JSONResponse:
+    "The response to an error of recnb's: its kind's status code (500 for none) and its message."
+    return JSONResponse({'detail': str(e)}, status_code=HTTP_STATUS.get(kind_of(e), 500))
+
 # %% ../nbs/20_serving.ipynb #3b716d1b
 def create_app(settings:Settings|None=None # Defaults to `get_settings()`
               )->FastAPI:
@@ -173,8 +179,7 @@ def create_app(settings:Settings|None=None # Defaults to `get_settings()`
     if s.monitoring: app.add_middleware(ObserveMiddleware, observer=app.state.observer)
     for r in (recommendations, operations, models, retraining): app.include_router(r)
     if s.fault_injection: app.include_router(faults)
-    for exc,code in ((NotFound, 404), (IllegalTransition, 409), (CorruptRegistry, 503)):
-        app.add_exception_handler(exc, lambda req, e, code=code: JSONResponse({'detail': str(e)}, status_code=code))
+    app.add_exception_handler(RecnbError, error_response)
     return app
 
 # %% ../nbs/20_serving.ipynb #5534fda7
@@ -458,83 +463,57 @@ def _check(name:str):
     try: check_name(name)
     except ValueError as e: raise HTTPException(422, [{'loc': ['path', 'name'], 'msg': str(e), 'type': 'value_error'}])
 
-# %% ../nbs/20_serving.ipynb #44b45020
-class VersionOut(BaseModel):
-    "One version of a model: stage, recipe, metrics, where its files and vectors are."
-    model_config = ConfigDict(extra='allow')
-    version:str; stage:Literal[STAGES]; created_at:str; deployed_at:str|None = None
-    params:dict[str, Any] = {}; metrics:dict[str, Any] = {}; tags:dict[str, str] = {}
-    data_fingerprint:str|None = None; embedding_model:str|None = None
-    collection:str|None = None; path:str|None = None; report:str|None = None; mlflow:dict[str, Any]|None = None
-
-# %% ../nbs/20_serving.ipynb #24dd933c
-class ModelSummary(BaseModel):
-    "A model, its production version and how many versions it has."
-    name:str; production:str|None; versions:int; created_at:str
-
-# %% ../nbs/20_serving.ipynb #31930cd7
-class ModelOut(BaseModel):
-    "A model and all its versions."
-    model_config = ConfigDict(extra='allow')
-    name:str; created_at:str; production:str|None; versions:dict[str, VersionOut]
-
-# %% ../nbs/20_serving.ipynb #d387de5c
-class StageChange(BaseModel):
-    "One entry of a model's history: which version moved from what stage to what, when, by whom and why."
-    model_config = ConfigDict(extra='allow')
-    time:str; model:str; version:str; from_stage:Literal[STAGES]|None; to_stage:Literal[STAGES]; actor:str; reason:str
-
 # %% ../nbs/20_serving.ipynb #3795a23c
 models = APIRouter(prefix='/models', tags=['models'], responses=error_responses(503))
 _name = {'name': '$response.body#/0/name'}
 
 @models.get('', responses={200: {'links': {'show': {'operationId': 'show_model', 'parameters': _name}, 'rollback': {'operationId': 'rollback', 'parameters': _name}}}})
-async def list_models(reg:RegistryDep)->list[ModelSummary]:
+async def list_models(reg:RegistryDep, s:SettingsDep)->list[ModelSummary]:
     "Every model with its production version."
-    return await run_in_threadpool(reg.models)
+    return await run_in_threadpool(uc.models, s, reg)
 
 # %% ../nbs/20_serving.ipynb #20a09354
 @models.get('/{name}/production', responses=error_responses(404))
-async def production(name:NameParam, reg:RegistryDep)->VersionOut:
+async def production(name:NameParam, reg:RegistryDep, s:SettingsDep)->VersionRecord:
     "The production version of a model."
-    e = await run_in_threadpool(reg.production, name)
+    e = await run_in_threadpool(uc.production, s, name, reg)
     if e is None: raise HTTPException(404, f"model {name!r} has no production version")
     return e
 
 # %% ../nbs/20_serving.ipynb #0e47c622
 @models.get('/{name}/history', responses=error_responses(404))
-async def history(name:NameParam, reg:RegistryDep)->list[StageChange]:
+async def history(name:NameParam, reg:RegistryDep, s:SettingsDep)->list[StageChange]:
     "Every stage change of a model, oldest first."
-    return await run_in_threadpool(reg.history, name)
+    return await run_in_threadpool(uc.history, s, name, reg)
 
 # %% ../nbs/20_serving.ipynb #a32fde1e
 @models.post('/{name}/versions/{version}/promote', operation_id='promote', dependencies=[Depends(require_api_key)], responses=error_responses(400, 401, 404, 409))
 async def promote(name:NameParam, version:VersionParam, request:Request, background:BackgroundTasks, reg:RegistryDep,
-                  store:StoreDep, s:SettingsDep, body:ActionIn|None=None)->VersionOut:
+                  store:StoreDep, s:SettingsDep, body:ActionIn|None=None)->VersionRecord:
     "Put a version in production; the previous one is archived. Needs the API key."
     b = body or ActionIn()
-    e = await run_in_threadpool(reg.promote, name, version, b.actor, b.reason, store)
+    e = await run_in_threadpool(uc.promote, s, name, version, b.actor, b.reason, store, reg, False)
     if name == s.model_name: await refresh(request.app)
-    background.add_task(sync_quietly, s, reg, name)
+    background.add_task(uc.sync, s, name, reg)  # MLflow after the answer
     return e
 
 # %% ../nbs/20_serving.ipynb #9aaa7002
 @models.post('/{name}/rollback', operation_id='rollback', dependencies=[Depends(require_api_key)], responses=error_responses(400, 401, 404, 409))
 async def rollback(name:NameParam, request:Request, background:BackgroundTasks, reg:RegistryDep,
-                   store:StoreDep, s:SettingsDep, body:ActionIn|None=None)->VersionOut:
+                   store:StoreDep, s:SettingsDep, body:ActionIn|None=None)->VersionRecord:
     "Put the previous production version back. Needs the API key."
     b = body or ActionIn(reason='rollback')
-    e = await run_in_threadpool(reg.rollback, name, b.actor, b.reason or 'rollback', store)
+    e = await run_in_threadpool(uc.rollback, s, name, b.actor, b.reason or 'rollback', store, reg, False)
     if name == s.model_name: await refresh(request.app)
-    background.add_task(sync_quietly, s, reg, name)
+    background.add_task(uc.sync, s, name, reg)
     return e
 
 # %% ../nbs/20_serving.ipynb #bd611969
 @models.get('/{name}', operation_id='show_model', responses={**error_responses(404), 200: {'links': {'promote': {'operationId': 'promote',
             'parameters': {'name': '$response.body#/name', 'version': '$response.body#/production'}}}}})
-async def show(name:NameParam, reg:RegistryDep)->ModelOut:
+async def show(name:NameParam, reg:RegistryDep, s:SettingsDep)->ModelRecord:
     "A model and all its versions."
-    return await run_in_threadpool(reg.get, name)
+    return await run_in_threadpool(uc.model, s, name, reg)
 
 # %% ../nbs/20_serving.ipynb #c013aaff
 @models.api_route('/{rest:path}', methods=['GET', 'POST'], include_in_schema=False)
@@ -552,20 +531,10 @@ class RetrainIn(BaseModel):
     force:bool = Field(False, description="Retrain even when not due")
     reason:str = Field('', max_length=2000)
 
-# %% ../nbs/20_serving.ipynb #32ff71f6
-class JobOut(BaseModel):
-    "A retraining job: state, reason, timings, the decision, the version it trained and whether it was promoted, its report or error."
-    model_config = ConfigDict(extra='allow')
-    id:str; kind:str; state:Literal['pending', 'running', 'succeeded', 'failed', 'skipped']; trigger:str; reason:str
-    created_at:str; started_at:str|None = None; finished_at:str|None = None; duration_s:float|None = None
-    decision:dict[str, Any]|None = None; version:str|None = None; promoted:bool|None = None; promotion_reason:str|None = None
-    report:str|None = None; report_html:str|None = None; embedding:dict[str, Any]|None = None; comparison:dict[str, Any]|None = None
-    error:str|None = None
-
 # %% ../nbs/20_serving.ipynb #e7c2ff38
 class JobStarted(BaseModel):
     "The decision, and the job started (202)."
-    decision:dict[str, Any]; job:JobOut
+    decision:dict[str, Any]; job:JobRecord
 
 # %% ../nbs/20_serving.ipynb #75a9eb09
 def _live_degradation(o:Observer)->dict|None:
@@ -579,22 +548,19 @@ def _live_degradation(o:Observer)->dict|None:
 # %% ../nbs/20_serving.ipynb #85b19d62
 def _check_retrain(s:Settings, reg:Registry, o:Observer):
     "The retraining decision, with the live metrics as the monitoring input (in a worker thread: it reads the data)."
-    from recnb.retraining import check_retrain
-    return check_retrain(s, reg, _live_degradation(o) if s.monitoring else None)
+    return uc.check_retrain(s, _live_degradation(o) if s.monitoring else None, reg)
 
 # %% ../nbs/20_serving.ipynb #e912d1ee
 def get_decisions(request:Request):
     "The app's `DecisionCache`, made on first use."
-    from recnb.retraining import DecisionCache
     st = request.app.state
-    if getattr(st, 'decisions', None) is None: st.decisions = DecisionCache(st.settings.retrain_check_ttl)
+    if getattr(st, 'decisions', None) is None: st.decisions = uc.DecisionCache(st.settings.retrain_check_ttl)
     return st.decisions
 
 # %% ../nbs/20_serving.ipynb #85a18976
 def _cached_check_retrain(s:Settings, reg:Registry, o:Observer, decisions)->tuple:
     "The decision for a caller without the API key, and whether it was reused (`DecisionCache`): the data is read once per change or TTL."
-    from recnb.retraining import decision_key
-    return decisions.get(decision_key(s, reg), lambda: _check_retrain(s, reg, o))
+    return uc.cached_check_retrain(s, decisions, lambda: _live_degradation(o) if s.monitoring else None, reg)
 
 # %% ../nbs/20_serving.ipynb #41146859
 retraining = APIRouter(tags=['retraining'])
@@ -606,29 +572,24 @@ _started = {'model': JobStarted, 'description': 'A job started: follow it at /jo
 async def retrain_check(s:SettingsDep, reg:RegistryDep, o:ObserverDep, decisions:Annotated[Any, Depends(get_decisions)],
                         body:RetrainIn|None=None, x_api_key:Annotated[str|None, Security(api_key_header)]=None):
     "Whether retraining is due (without the API key: the last decision while data and registry are unchanged, `cached`); with `run` (and the key), start a job and return its id."
-    from recnb.retraining import JobRunning, start_retrain
     b = body or RetrainIn()
     if b.run: await require_api_key(s, x_api_key)
     if b.run or _has_key(s, x_api_key): d, cached = await run_in_threadpool(_check_retrain, s, reg, o), False
     else: d, cached = await run_in_threadpool(_cached_check_retrain, s, reg, o, decisions)
     if not b.run: return {'decision': d.to_dict(), 'cached': cached}
     if not (d.retrain or b.force): return {'decision': d.to_dict(), 'job': None, 'detail': 'retraining is not due; send "force": true to retrain anyway'}
-    try: job = await run_in_threadpool(start_retrain, s, b.force or d.retrain, b.reason, 'http')
-    except JobRunning as e: raise HTTPException(409, str(e))
-    return JSONResponse({'decision': d.to_dict(), 'job': job}, status_code=202)
+    job = await run_in_threadpool(uc.start_retrain, s, b.force or d.retrain, b.reason, 'http')  # `JobRunning` is a `Busy`: 409
+    return JSONResponse({'decision': d.to_dict(), 'job': job.model_dump()}, status_code=202)
 
 # %% ../nbs/20_serving.ipynb #142d2b9c
 @retraining.get('/jobs', responses={200: {'links': {'job': {'operationId': 'get_job', 'parameters': {'job_id': '$response.body#/0/id'}}}}})
-async def list_jobs(s:SettingsDep, limit:Annotated[int, Query(ge=1, le=1000, description='How many jobs, newest first')]=20)->list[JobOut]:
+async def list_jobs(s:SettingsDep, limit:Annotated[int, Query(ge=1, le=1000, description='How many jobs, newest first')]=20)->list[JobRecord]:
     "The newest retraining jobs."
-    from recnb.retraining import Jobs
-    return await run_in_threadpool(Jobs.from_settings(s).newest, limit)
+    return await run_in_threadpool(uc.jobs, s, limit)
 
 # %% ../nbs/20_serving.ipynb #6378dfe2
 @retraining.get('/jobs/{job_id}', operation_id='get_job', responses=error_responses(404))
-async def get_job(job_id:JobIdParam, s:SettingsDep)->JobOut:
+async def get_job(job_id:JobIdParam, s:SettingsDep)->JobRecord:
     "One retraining job: state, reason, timings, version, promotion, report, error."
-    from recnb.retraining import JobNotFound, Jobs
-    try: return await run_in_threadpool(Jobs.from_settings(s).get, job_id)
-    except JobNotFound as e: raise HTTPException(404, str(e))
-    except ValueError as e: raise HTTPException(422, [{'loc': ['path', 'job_id'], 'msg': str(e), 'type': 'value_error'}])
+    try: return await run_in_threadpool(uc.job, s, job_id)
+    except InvalidInput as e: raise HTTPException(422, [{'loc': ['path', 'job_id'], 'msg': str(e), 'type': 'value_error'}])

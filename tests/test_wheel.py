@@ -71,7 +71,7 @@ def world(home, tmp_path_factory):
 def test_the_wheel_ships_the_notebooks_and_runs_outside_the_clone(world):
     names = zipfile.ZipFile(world['whl']).namelist()
     assert {'recnb/scheduled/retrain.ipynb', 'recnb/scheduled/evaluate.ipynb'} <= set(names)
-    where = run(world['bin']/'python', '-c', 'import recnb.retraining as r; from recnb.config import Settings; print(r.__file__); print(r.scheduled_dir(Settings()))',
+    where = run(world['bin']/'python', '-c', 'import recnb.reports as r; from recnb.config import Settings; print(r.__file__); print(r.scheduled_dir(Settings()))',
                 env=world['env'], cwd=world['cwd']).stdout.split()
     assert all(Path(p).is_relative_to(world['root']/'venv') for p in where), where
 
