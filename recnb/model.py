@@ -22,7 +22,8 @@ from .metrics import hit_matrix, ndcg_at_k, top_k
 from .vectorstore import Filters, VectorSpec
 
 # %% auto #0
-__all__ = ['Params', 'params_of', 'Rec', 'Recommendations', 'HybridRecommender', 'genre_key', 'match_filters', 'UnknownItems']
+__all__ = ['Params', 'params_of', 'Rec', 'Recommendations', 'HybridRecommender', 'text_to_factors', 'genre_key', 'match_filters',
+           'UnknownItems']
 
 # %% ../nbs/05_model.ipynb #4a44692a
 @dataclass
@@ -233,6 +234,35 @@ def _prepare(self:HybridRecommender):
     "Start with an empty cache of users' query vectors."
     self._user_cache = {}
 
+# %% ../nbs/05_model.ipynb #d52abd8c
+def _ridge(T:np.ndarray, Y:np.ndarray, rows:np.ndarray, alpha:float)->np.ndarray:
+    "Ridge weights from `T[rows]` to `Y[rows]`, the intercept as the last row."
+    Tm, Ym = T[rows].mean(0), Y[rows].mean(0)
+    A, B = T[rows] - Tm, Y[rows] - Ym
+    W = np.linalg.solve(A.T @ A + alpha*np.eye(T.shape[1]), A.T @ B)
+    return np.vstack([W, (Ym - Tm @ W)[None]])
+
+def _r2(T, Y, rows, W)->float:
+    P = T[rows] @ W[:-1] + W[-1]
+    return float(1 - ((Y[rows] - P)**2).sum()/max(((Y[rows] - Y[rows].mean(0))**2).sum(), 1e-12))
+
+# %% ../nbs/05_model.ipynb #ef8825d5
+def text_to_factors(T:np.ndarray, # (n, d) text embeddings of items with factors
+                    Y:np.ndarray, # (n, f) their factors
+                    scales=(0.01, 0.1, 1., 10.), # Ridge strengths, in items per embedding dimension
+                    holdout:float=0.1, seed:int=0)->tuple[np.ndarray, dict]:
+    "A ridge map from text embeddings to factors ((d+1, f), intercept last), its strength chosen on held-out items; and {alpha, holdout_r2}."
+    T, Y = np.asarray(T, np.float64), np.asarray(Y, np.float64)
+    n, d = T.shape
+    if n < 2: return np.zeros((d+1, Y.shape[1]), np.float32), dict(alpha=None, holdout_r2=None)
+    alphas = [s*n/d for s in scales]
+    held = np.random.default_rng(seed).random(n) < holdout
+    if held.sum() < 2 or (~held).sum() < 2: alpha, r2 = alphas[len(alphas)//2], None
+    else:
+        fits = {a: _r2(T, Y, held, _ridge(T, Y, ~held, a)) for a in alphas}
+        alpha = max(fits, key=fits.get); r2 = round(fits[alpha], 4)
+    return _ridge(T, Y, np.ones(n, bool), alpha).astype(np.float32), dict(alpha=round(alpha, 4), holdout_r2=r2)
+
 # %% ../nbs/05_model.ipynb #d94e5096
 @patch
 def _finish(self:HybridRecommender, cf, win, wout, best, counts, seen, card:dict):
@@ -241,6 +271,7 @@ def _finish(self:HybridRecommender, cf, win, wout, best, counts, seen, card:dict
     self.item_out = np.zeros((self.n_items, wout.shape[1]), np.float32); self.item_out[cf] = wout
     self.w_cf, self.w_text = 1/best['sigma_cf'], best['text_weight']/best['sigma_text']
     self.popularity = (counts/max(counts.max(), 1)).astype(np.float32)
+    self.text_to_cf, card['text_to_cf'] = text_to_factors(self.text[cf], np.hstack([win, wout]))
     self.seen = seen
     chosen = {k: best[k] for k in ('rank', 'lam') if k in best}
     self.card = dict(name=self.name, version=self.version, created_at=datetime.now(timezone.utc).isoformat(timespec='seconds'),
@@ -249,6 +280,16 @@ def _finish(self:HybridRecommender, cf, win, wout, best, counts, seen, card:dict
     self.card['train_seconds'] = round(sum(self.card['timings'].values()), 2)
     self._prepare()
     return self
+
+# %% ../nbs/05_model.ipynb #22689348
+@patch
+def predict_factors(self:HybridRecommender, text:np.ndarray # (n, 384) text embeddings
+                   )->tuple[np.ndarray, np.ndarray]:
+    "Collaborative factors (rows of `item_in`, `item_out`) predicted from text embeddings by the map `fit` learned."
+    if getattr(self, 'text_to_cf', None) is None: raise ValueError(f"{self.name} {self.version} has no text-to-factors map: it was trained by an older recnb; retrain it")
+    P = np.asarray(text, np.float32) @ self.text_to_cf[:-1] + self.text_to_cf[-1]
+    d = self.item_in.shape[1]
+    return P[:, :d], P[:, d:]
 
 # %% ../nbs/05_model.ipynb #625f7e34
 @patch
@@ -434,6 +475,7 @@ def recommend(self:HybridRecommender,
 
 # %% ../nbs/05_model.ipynb #c14d1a63
 _arrays = ('item_ids', 'user_ids', 'item_in', 'item_out', 'text', 'text_proj', 'popularity')
+_optional = ('text_to_cf',)  # absent from models saved before it existed
 
 @patch
 def save(self:HybridRecommender, path)->Path:
@@ -443,6 +485,8 @@ def save(self:HybridRecommender, path)->Path:
     (path/'arrays').mkdir(parents=True, exist_ok=True)
     ind, ptr = self._seen_arrays
     for a, v in [*((a, getattr(self, a)) for a in _arrays), ('seen_indices', ind), ('seen_indptr', ptr)]: np.save(path/'arrays'/f"{a}.npy", np.asarray(v))
+    for a in _optional:
+        if getattr(self, a, None) is not None: np.save(path/'arrays'/f"{a}.npy", np.asarray(getattr(self, a)))
     self.items.to_parquet(path/'items.parquet', index=False)
     card = dict(self.card, format=2, w_cf=self.w_cf, w_text=self.w_text)
     tmp = path/'model.json.tmp'
@@ -454,7 +498,8 @@ def _read_arrays(path:Path, mmap:bool)->dict:
     "The model's arrays: `.npy` files mapped from disk (format 2) or the `arrays.npz` of format 1."
     names = (*_arrays, 'seen_indices', 'seen_indptr')
     if (path/'arrays.npz').exists() and not (path/'arrays').exists():
-        with np.load(path/'arrays.npz', allow_pickle=False) as z: return {a: z[a] for a in names}
+        with np.load(path/'arrays.npz', allow_pickle=False) as z: return {a: z[a] for a in (*names, *_optional) if a in z}
+    names = (*names, *(a for a in _optional if (path/'arrays'/f"{a}.npy").exists()))
     return {a: np.load(path/'arrays'/f"{a}.npy", mmap_mode='r' if mmap else None, allow_pickle=False) for a in names}
 
 # %% ../nbs/05_model.ipynb #46aeb628
@@ -468,7 +513,7 @@ def load(cls:HybridRecommender, path, # A directory written by `save`
         card = json.loads((path/'model.json').read_text())
         m = cls(params_of(card), card['name'], card['version'])
         z = _read_arrays(path, mmap)
-        for a in _arrays: setattr(m, a, z[a])
+        for a in (*_arrays, *_optional): setattr(m, a, z.get(a))
         m._seen_arrays = (z['seen_indices'], z['seen_indptr'])
         if len(m._seen_arrays[1]) != len(m.user_ids)+1: raise ValueError(f"seen_indptr has {len(m._seen_arrays[1])} entries for {len(m.user_ids)} users")
         m._items_path = path/'items.parquet'
