@@ -82,6 +82,7 @@ bench: install
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/coldstart.py
 	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 bench-scale: install
