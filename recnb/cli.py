@@ -305,7 +305,8 @@ def main(argv:list[str]|None=None)->int:
         if a.cmd != 'serve': configure_logging(get_settings(), console=False); logged = True
         return _cmds[a.cmd](a) or 0
     except Exception as e:
-        code, expected = exit_code(e), isinstance(e, RecnbError) or exit_code(e) == 2
+        code = exit_code(e)
+        expected = isinstance(e, RecnbError) or code == 2
         if not expected and logged: logging.getLogger('recnb').exception("recnb %s failed", ' '.join(argv if argv is not None else sys.argv[1:]))
         print(f"recnb: error: {e}" if expected else f"recnb: error: {type(e).__name__}: {e}", file=sys.stderr)
         return code

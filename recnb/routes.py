@@ -63,8 +63,8 @@ async def promote(name:NameParam, version:VersionParam, request:Request, backgro
 async def rollback(name:NameParam, request:Request, background:BackgroundTasks, reg:RegistryDep,
                    store:StoreDep, s:SettingsDep, body:ActionIn|None=None)->VersionRecord:
     "Put the previous production version back. Needs the API key."
-    b = body or ActionIn(reason='rollback')
-    e = await run_in_threadpool(uc.rollback, s, name, b.actor, b.reason or 'rollback', store, reg, False)
+    b = body or ActionIn()
+    e = await run_in_threadpool(uc.rollback, s, name, b.actor, b.reason, store, reg, False)  # an empty reason is recorded as 'rollback'
     if name == s.model_name: await refresh(request.app)
     background.add_task(uc.sync, s, name, reg)
     return e
@@ -98,9 +98,13 @@ class JobStarted(BaseModel):
     decision:dict[str, Any]; job:JobRecord
 
 # %% ../nbs/22_routes.ipynb #85b19d62
+def _live(s:Settings, o:Observer)->dict|None:
+    "The live degradation the policy reads, when monitoring is on."
+    return _live_degradation(o) if s.monitoring else None
+
 def _check_retrain(s:Settings, reg:Registry, o:Observer):
     "The retraining decision, with the live metrics as the monitoring input (in a worker thread: it reads the data)."
-    return uc.check_retrain(s, _live_degradation(o) if s.monitoring else None, reg)
+    return uc.check_retrain(s, _live(s, o), reg)
 
 # %% ../nbs/22_routes.ipynb #e912d1ee
 def get_decisions(request:Request):
@@ -112,7 +116,7 @@ def get_decisions(request:Request):
 # %% ../nbs/22_routes.ipynb #85a18976
 def _cached_check_retrain(s:Settings, reg:Registry, o:Observer, decisions)->tuple:
     "The decision for a caller without the API key, and whether it was reused (`DecisionCache`): the data is read once per change or TTL."
-    return uc.cached_check_retrain(s, decisions, lambda: _live_degradation(o) if s.monitoring else None, reg)
+    return uc.cached_check_retrain(s, decisions, lambda: _live(s, o), reg)
 
 # %% ../nbs/22_routes.ipynb #41146859
 retraining = APIRouter(tags=['retraining'])

@@ -7,6 +7,7 @@ Docs: https://recnb.github.io/recnb/usecases.html.md"""
 # %% ../nbs/16_usecases.ipynb #dd08e80e
 from __future__ import annotations
 import threading, traceback
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 import numpy as np, pandas as pd
@@ -134,17 +135,23 @@ def is_registered(settings:Settings|None=None)->bool:
     s = settings or get_settings()
     return any(m.name == s.model_name for m in models(s))
 
+# %% ../nbs/16_usecases.ipynb #baf19769
+@contextmanager
+def _opened(settings:Settings, store):
+    "`store` when the caller has one open, else the settings' store, opened for the block and closed after it."
+    if store is not None: yield store; return
+    own = open_store(settings)
+    try: yield own
+    finally: own.close()
+
 # %% ../nbs/16_usecases.ipynb #03cd4140
 def promote(settings:Settings|None, name:str, version:str, actor:str='recnb', reason:str='',
             store=None, # An open vector store; default: opened (and closed) here
             registry:Registry|None=None, mirror:bool=True)->VersionRecord:
     "Put `version` of `name` in production (and the vector store's alias on its collection); the previous one is archived."
     s = settings or get_settings()
-    reg, own = _registry(s, registry), store is None
-    store = store or open_store(s)
-    try: e = reg.promote(name, version, actor, reason, store)
-    finally:
-        if own: store.close()
+    reg = _registry(s, registry)
+    with _opened(s, store) as st: e = reg.promote(name, version, actor, reason, st)
     if mirror: sync(s, name, reg)
     return VersionRecord(**e)
 
@@ -153,11 +160,8 @@ def rollback(settings:Settings|None, name:str, actor:str='recnb', reason:str='ro
              store=None, registry:Registry|None=None, mirror:bool=True)->VersionRecord:
     "Put the previous production version of `name` back in production (`Conflict` when there is none)."
     s = settings or get_settings()
-    reg, own = _registry(s, registry), store is None
-    store = store or open_store(s)
-    try: e = reg.rollback(name, actor, reason or 'rollback', store)
-    finally:
-        if own: store.close()
+    reg = _registry(s, registry)
+    with _opened(s, store) as st: e = reg.rollback(name, actor, reason, st)  # an empty reason is recorded as 'rollback'
     if mirror: sync(s, name, reg)
     return VersionRecord(**e)
 
@@ -210,13 +214,14 @@ def _resolve(reg:Registry, name:str, v:str|None)->dict|None:
 def compare(settings:Settings|None, candidate:str, # The candidate version
             against:str|None='production', # Another version, 'production', or None
             holdout:float|None=None, k:int=10, margin:float|None=None, significance:bool|None=None, alpha:float|None=None,
-            record:bool=True # Store the candidate's `holdout_ndcg@k` in the registry
+            record:bool=True, # Store the candidate's `holdout_ndcg@k` in the registry
+            data:tuple|None=None # (items, interactions) already read with `current_data`; default: read here
            )->dict:
     "Compare two versions on the newest `holdout` share of interactions (settings' `retrain_*` by default); the comparison."
     s = settings or get_settings()
     reg = Registry.from_settings(s)
     cand, other = reg.get(s.model_name, candidate), _resolve(reg, s.model_name, against)
-    items, inter = current_data(s)
+    items, inter = data or current_data(s)
     c = compare_with_production(items, inter, params_of(cand), other, embedding_cache(s),
                                 s.retrain_holdout if holdout is None else holdout, k, s.retrain_margin if margin is None else margin,
                                 s.retrain_significance if significance is None else significance, s.retrain_alpha if alpha is None else alpha)
@@ -231,9 +236,10 @@ def ingest(settings:Settings|None, path:Path)->dict:
     return _ingest(settings or get_settings(), path)
 
 # %% ../nbs/16_usecases.ipynb #08588fc8
-def data_summary(settings:Settings|None=None)->dict:
+def data_summary(settings:Settings|None=None, data:tuple|None=None # (items, interactions) already read
+                )->dict:
     "How many items, interactions and users the current data (data directory plus ingested) holds."
-    items, inter = current_data(settings or get_settings())
+    items, inter = data or current_data(settings or get_settings())
     return dict(items=len(items), interactions=len(inter), users=int(inter.user_id.nunique()))
 
 # %% ../nbs/16_usecases.ipynb #42dae215
@@ -291,9 +297,13 @@ def _record_report(settings:Settings, kind:str, res:dict)->str:
     return r
 
 # %% ../nbs/16_usecases.ipynb #b04130b2
+def _home_params(s:Settings)->dict:
+    "The parameters every report notebook takes: where the home, the model and the data are."
+    return dict(home=str(s.home), model_name=s.model_name, data_dir=str(s.data_dir or ''))
+
 def _notebook_params(s:Settings, job:dict, reason:str, parameters:dict|None)->dict:
-    return dict(home=str(s.home), model_name=s.model_name, data_dir=str(s.data_dir or ''), job_id=job['id'], reason=reason,
-                margin=s.retrain_margin, significance=s.retrain_significance, alpha=s.retrain_alpha, holdout=s.retrain_holdout, **(parameters or {}))
+    return dict(_home_params(s), job_id=job['id'], reason=reason, margin=s.retrain_margin, significance=s.retrain_significance,
+                alpha=s.retrain_alpha, holdout=s.retrain_holdout, **(parameters or {}))
 
 # %% ../nbs/16_usecases.ipynb #5efd0a62
 def _finish(s:Settings, jobs:Jobs, job:dict, res:dict)->dict:
@@ -387,7 +397,7 @@ def job(settings:Settings|None, job_id:str)->JobRecord:
 def evaluate_report(settings:Settings|None=None, version:str='production', parameters:dict|None=None)->Report:
     "Run the evaluation report notebook for `version`; the report, linked from the version and logged to MLflow."
     s = settings or get_settings()
-    res = run_notebook(s, 'evaluate', dict(home=str(s.home), model_name=s.model_name, data_dir=str(s.data_dir or ''), version=version, **(parameters or {})))
+    res = run_notebook(s, 'evaluate', dict(_home_params(s), version=version, **(parameters or {})))
     if res['version'] and res['path']: res['mlflow'] = _record_report(s, 'evaluate', res)
     if res['error']: log.error("evaluation notebook failed: %s", res['error'])
     return Report(**res)
