@@ -33,7 +33,7 @@ __all__ = ['HTTP_STATUS', 'SettingsDep', 'RegistryDep', 'StoreDep', 'ModelDep', 
            'JobIdParam', 'recommendations', 'operations', 'faults', 'FiltersIn', 'RecommendRequest', 'ErrorOut',
            'error_responses', 'RecItem', 'RecommendResponse', 'error_response', 'get_settings_dep', 'get_registry',
            'get_store', 'get_model', 'get_observer', 'get_fault_latency', 'require_api_key', 'ActionIn', 'refresh',
-           'recommend', 'livez', 'readyz', 'health', 'metrics', 'summary', 'FaultsIn', 'set_faults']
+           'follow_live', 'recommend', 'livez', 'readyz', 'health', 'metrics', 'summary', 'FaultsIn', 'set_faults']
 
 # %% ../nbs/21_api.ipynb #15933539
 class FiltersIn(BaseModel):
@@ -178,6 +178,12 @@ async def refresh(app:FastAPI)->bool:
         old, app.state.model = app.state.model, new
         log.info("now serving %s %s (was %s)", new.name, new.version, old and old.version)
         return True
+
+# %% ../nbs/21_api.ipynb #4140c9c7
+async def follow_live(app:FastAPI)->dict|None:
+    "Bring the served model up to date with the live catalogue and the interactions since; what it applied."
+    m = app.state.model
+    return None if m is None else await run_in_threadpool(uc.follow, app.state.settings, m)
 
 # %% ../nbs/21_api.ipynb #462721d6
 def _components(m:HybridRecommender|None, store, registry:Registry)->list[dict]:

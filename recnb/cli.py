@@ -1,4 +1,4 @@
-"""`recnb train`, `serve`, `recommend`, `models`, `evaluate`, `drift`, `ingest`, `retrain`, `schedule` and `jobs`: thin wrappers over the library.
+"""`recnb train`, `serve`, `recommend`, `models`, `items`, `evaluate`, `drift`, `ingest`, `retrain`, `schedule` and `jobs`: thin wrappers over the library.
 
 Docs: https://recnb.github.io/recnb/cli.html.md"""
 
@@ -15,7 +15,8 @@ from .logs import configure_logging
 
 # %% auto #0
 __all__ = ['EXIT_CODES', 'UsageError', 'OperationFailed', 'parser', 'cmd_train', 'cmd_serve', 'cmd_recommend', 'cmd_models',
-           'cmd_evaluate', 'cmd_drift', 'cmd_ingest', 'cmd_retrain', 'cmd_schedule', 'cmd_jobs', 'exit_code', 'main']
+           'cmd_evaluate', 'cmd_drift', 'cmd_ingest', 'cmd_items', 'cmd_retrain', 'cmd_schedule', 'cmd_jobs',
+           'exit_code', 'main']
 
 # %% ../nbs/30_cli.ipynb #ee5602bb
 class UsageError(InvalidInput):
@@ -75,6 +76,16 @@ def _add_models(sub):
     x = ms.add_parser('history', help='every stage change of a model'); x.add_argument('name'); x.add_argument('--json', action='store_true', help='print JSON')
     x = ms.add_parser('sync', help='mirror registry versions to MLflow'); x.add_argument('name', nargs='?')
 
+# %% ../nbs/30_cli.ipynb #44b2bcef
+def _add_items(sub):
+    "`items add|withdraw|restore`: the live catalogue between retrains."
+    its = sub.add_parser('items', help='add, change, withdraw or restore catalogue items between retrains').add_subparsers(dest='action', required=True, parser_class=_Parser)
+    x = its.add_parser('add', help='add or change items (all or nothing): served at once, with factors predicted from their text')
+    x.add_argument('file', type=Path, help='a .csv or .parquet file with item_id, title, genres and optionally year and tags')
+    for name, what in (('withdraw', 'keep items out of every answer until they are restored'), ('restore', 'let withdrawn items be recommended again')):
+        x = its.add_parser(name, help=what); x.add_argument('item_ids', type=int, nargs='+', metavar='ITEM_ID')
+    for x in its.choices.values(): x.add_argument('--actor', default=_actor(), help='recorded in the logs')
+
 # %% ../nbs/30_cli.ipynb #1e6da24c
 def _add_data(sub):
     "`evaluate`, `drift` and `ingest`."
@@ -112,7 +123,7 @@ def parser()->argparse.ArgumentParser:
     p = _Parser(prog='recnb', description='A notebook-first recommender system with its MLOps loop.')
     p.add_argument('--version', action='version', version=f'recnb {__version__}')
     sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
-    for add in (_add_serving, _add_models, _add_data, _add_retraining): add(sub)
+    for add in (_add_serving, _add_models, _add_items, _add_data, _add_retraining): add(sub)
     return p
 
 # %% ../nbs/30_cli.ipynb #b757dc31
@@ -234,6 +245,18 @@ def cmd_ingest(a):
         return 2
     print(f"ingested {r['rows']} interactions from {r['file']} ({r['total_ingested']} ingested in all, in {r['path']})")
 
+# %% ../nbs/30_cli.ipynb #6a528d25
+def cmd_items(a):
+    from recnb import usecases as uc
+    s = get_settings()
+    if a.action == 'add':
+        c = uc.add_items(s, a.file, a.actor)
+        print(f"catalogue revision {c.revision}: {c.added} added, {c.changed} changed, {c.unchanged} unchanged ({c.embedded} embedded)")
+    else:
+        c = (uc.withdraw_items if a.action == 'withdraw' else uc.restore_items)(s, a.item_ids, a.actor)
+        print(f"catalogue revision {c.revision}: {c.items} items {dict(withdraw='withdrawn', restore='restored')[a.action]}; {c.withdrawn} withdrawn in all")
+    if c.model_version: print(f"recorded on {s.model_name} {c.model_version}; a running service picks it up within {s.registry_poll_seconds:g} s")
+
 # %% ../nbs/30_cli.ipynb #143af133
 def _value(v:str):
     try: return json.loads(v)
@@ -295,7 +318,7 @@ def exit_code(e:BaseException)->int:
 
 # %% ../nbs/30_cli.ipynb #5339575a
 _cmds = dict(train=cmd_train, serve=cmd_serve, recommend=cmd_recommend, models=cmd_models, evaluate=cmd_evaluate, drift=cmd_drift,
-             ingest=cmd_ingest, retrain=cmd_retrain, schedule=cmd_schedule, jobs=cmd_jobs)
+             ingest=cmd_ingest, items=cmd_items, retrain=cmd_retrain, schedule=cmd_schedule, jobs=cmd_jobs)
 
 def main(argv:list[str]|None=None)->int:
     "Entry point of the `recnb` console script."

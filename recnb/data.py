@@ -6,18 +6,21 @@ Docs: https://recnb.github.io/recnb/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #6443beca
 from __future__ import annotations
-import hashlib, json, re, warnings
+import hashlib, io, json, logging, os, re, shutil, tempfile, warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from importlib.resources import files
 from .errors import InvalidInput
 from pathlib import Path
 import numpy as np, pandas as pd
 import fastjsonschema
-from .config import Settings
+from .config import Settings, _fsync_dir
 
 # %% auto #0
-__all__ = ['bundled_data_dir', 'data_schema', 'DataValidationError', 'validate_frame', 'read_table', 'title_year', 'top_tags',
-           'load_items', 'load_interactions', 'load_movielens', 'data_files', 'load_data', 'ingested_path',
+__all__ = ['log', 'bundled_data_dir', 'data_schema', 'DataValidationError', 'validate_frame', 'read_table', 'title_year',
+           'top_tags', 'load_items', 'load_interactions', 'load_movielens', 'data_files', 'load_data', 'ingested_path',
+           'append_durably', 'complete_lines', 'catalogue_path', 'Catalogue', 'live_catalogue', 'current_items',
            'current_data', 'fingerprint', 'stratified_split', 'temporal_split']
 
 # %% ../nbs/01_data.ipynb #d292567a
@@ -345,14 +348,113 @@ def ingested_path(settings:Settings)->Path:
     "Where `recnb ingest` appends new interactions: `RECNB_HOME/data/interactions.csv`."
     return settings.home/'data'/'interactions.csv'
 
+# %% ../nbs/01_data.ipynb #30681bba
+log = logging.getLogger('recnb.data')
+
+def _complete_size(f, size:int)->int:
+    "The size of the file's complete lines: up to and including its last newline."
+    pos = size
+    while pos > 0:
+        n = min(65536, pos); f.seek(pos-n); block = f.read(n)
+        j = block.rfind(b'\n')
+        if j >= 0: return pos-n+j+1
+        pos -= n
+    return 0
+
+# %% ../nbs/01_data.ipynb #d53af422
+def append_durably(path:Path, data:bytes, # Whole lines
+                   header:bytes=b'' # Written first when the file is new (or held only an unfinished line)
+                  )->int:
+    "Append `data` to `path` and fsync it, cutting off an unfinished last line first; the file's new size. Hold the file's lock."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with open(path, 'a+b') as f:
+        size = f.seek(0, 2)
+        keep = _complete_size(f, size) if size else 0
+        if keep < size:
+            log.warning("%s: cut off an unfinished last line (%d bytes) left by an interrupted append", path, size-keep)
+            f.truncate(keep)
+        f.write((header if keep == 0 else b'') + data); f.flush(); os.fsync(f.fileno())
+        size = f.tell()
+    if new: _fsync_dir(path.parent)
+    return size
+
+# %% ../nbs/01_data.ipynb #dfc6dbfe
+@contextmanager
+def complete_lines(path:Path):
+    "`path`, or when its last line is unfinished (an append cut short), a temporary copy without it."
+    path = Path(path)
+    with open(path, 'rb') as f: size = f.seek(0, 2); keep = _complete_size(f, size) if size else 0
+    if keep == size: yield path; return
+    with tempfile.TemporaryDirectory() as d:
+        cp = Path(d)/path.name
+        with open(path, 'rb') as src, open(cp, 'wb') as dst: dst.write(src.read(keep))
+        yield cp
+
+# %% ../nbs/01_data.ipynb #e96aec92
+def catalogue_path(settings:Settings)->Path:
+    "Where the catalogue's changes between retrains are logged: `RECNB_HOME/data/catalogue.jsonl`."
+    return settings.home/'data'/'catalogue.jsonl'
+
+# %% ../nbs/01_data.ipynb #5f94a535
+_item_cols = ['item_id', 'title', 'genres', 'year', 'tags']
+
+@dataclass
+class Catalogue:
+    "The catalogue's changes since the data directory: the newest row of each item added or changed, the withdrawn ids, the revision."
+    items:pd.DataFrame; withdrawn:frozenset; revision:int
+
+# %% ../nbs/01_data.ipynb #6d6e8de3
+def _fold(entries:list[dict])->Catalogue:
+    "The state a list of log entries leaves."
+    rows, out = {}, set()
+    for e in entries:
+        if e['op'] == 'add': rows.update((int(r['item_id']), r) for r in e['items'])
+        elif e['op'] == 'withdraw': out.update(int(i) for i in e['item_ids'])
+        elif e['op'] == 'restore': out.difference_update(int(i) for i in e['item_ids'])
+    df = pd.DataFrame([rows[i] for i in sorted(rows)], columns=_item_cols)
+    df = df.astype(dict(item_id='int64', title=str, genres=str)).assign(year=df.year.astype('Int64'), tags=df.tags.fillna('').astype(str))
+    return Catalogue(df, frozenset(out), entries[-1]['revision'] if entries else 0)
+
+# %% ../nbs/01_data.ipynb #518bd66c
+_folded = {}  # path -> (size, mtime, Catalogue): the log is folded again only when it changed
+
+def live_catalogue(settings:Settings)->Catalogue:
+    "The catalogue's changes since the data directory, from its log (empty without one)."
+    p = catalogue_path(settings)
+    if not p.exists(): return _fold([])
+    st = p.stat(); key = (st.st_size, st.st_mtime_ns)
+    hit = _folded.get(str(p))
+    if hit and hit[0] == key: return hit[1]
+    with complete_lines(p) as q: lines = q.read_bytes().splitlines()
+    entries = []
+    for n, l in enumerate(lines, 1):
+        try: entries.append(json.loads(l))
+        except ValueError as e: raise DataValidationError(p, [(n, '-', f"not a JSON line of the catalogue's log ({e})")]) from None
+    c = _folded[str(p)] = (key, _fold(entries))
+    return c[1]
+
 # %% ../nbs/01_data.ipynb #fd997f1f
+def current_items(settings:Settings, data_dir=None # Overrides `settings.data_dir`
+                 )->pd.DataFrame:
+    "The data directory's catalogue with the items added or changed since (the newest row of each)."
+    items_path, tags, _ = data_files(data_dir or settings.data_dir)
+    items, live = load_items(items_path, tags), live_catalogue(settings).items
+    if not len(live): return items
+    items = items[~items.item_id.isin(live.item_id)]
+    return pd.concat([items, live.astype({c: items[c].dtype for c in live.columns if c in items})[items.columns]], ignore_index=True)
+
+def _ingested(settings:Settings)->pd.DataFrame|None:
+    p = ingested_path(settings)
+    if not p.exists(): return None
+    with complete_lines(p) as q: return load_interactions(q)
+
 def current_data(settings:Settings, data_dir=None # Overrides `settings.data_dir`
                 )->tuple[pd.DataFrame, pd.DataFrame]:
-    "Items and interactions of the data directory, plus the interactions ingested since (the data a training uses)."
-    items, inter = load_data(data_dir or settings.data_dir)
-    p = ingested_path(settings)
-    if p.exists(): inter = pd.concat([inter, load_interactions(p)[inter.columns]], ignore_index=True)
-    return items, inter
+    "The catalogue (`current_items`) and the data directory's interactions plus those ingested since: the data a training uses."
+    inter, more = load_interactions(data_files(data_dir or settings.data_dir)[2]), _ingested(settings)
+    if more is not None: inter = pd.concat([inter, more[inter.columns]], ignore_index=True)
+    return current_items(settings, data_dir), inter
 
 # %% ../nbs/01_data.ipynb #29ac575a
 def fingerprint(*frames:pd.DataFrame)->str:

@@ -20,10 +20,11 @@ from .embeddings import EmbeddingCache, MODEL_ID, embed, encode, item_texts
 from .ease import GB, Gram, choose_solver, ease, gram_eig, lowrank_ease
 from .metrics import hit_matrix, ndcg_at_k, top_k
 from .vectorstore import Filters, VectorSpec
+from .live import LiveItems, merge_hits
 
 # %% auto #0
 __all__ = ['Params', 'params_of', 'Rec', 'Recommendations', 'HybridRecommender', 'text_to_factors', 'genre_key', 'match_filters',
-           'UnknownItems']
+           'item_payload', 'UnknownItems']
 
 # %% ../nbs/05_model.ipynb #4a44692a
 @dataclass
@@ -231,8 +232,8 @@ def _best(grid:list[dict])->dict:
 # %% ../nbs/05_model.ipynb #ccdd859d
 @patch
 def _prepare(self:HybridRecommender):
-    "Start with an empty cache of users' query vectors."
-    self._user_cache = {}
+    "Start with an empty cache of users' query vectors, no events since training and no live items."
+    self._user_cache, self._events, self.live = {}, {}, LiveItems.empty()
 
 # %% ../nbs/05_model.ipynb #d52abd8c
 def _ridge(T:np.ndarray, Y:np.ndarray, rows:np.ndarray, alpha:float)->np.ndarray:
@@ -330,13 +331,18 @@ def fit(self:HybridRecommender,
 
 # %% ../nbs/05_model.ipynb #303586bc
 @patch
+def _query(self:HybridRecommender, cf:np.ndarray, # Sum of the items' collaborative query factors
+           text:np.ndarray # Sum of the items' text embeddings
+          )->np.ndarray:
+    "The hybrid query `[cf·w_cf, w_text·(text/|text|)·P]`."
+    prof = np.asarray(text, np.float32)*(self.w_text/max(float(np.linalg.norm(text)), 1e-9))
+    return np.concatenate([np.asarray(cf, np.float32)*self.w_cf, prof @ self.text_proj]).astype(np.float32)
+
+@patch
 def query_vector(self:HybridRecommender, idx:np.ndarray # Item indices the user interacted with
                 )->np.ndarray:
     "The hybrid query `[x·UΣ·w_cf, w_text·profile·P]` for items `idx`."
-    cfq = self.item_in[idx].sum(0)*self.w_cf
-    prof = self.text[idx].sum(0)
-    prof *= self.w_text/max(float(np.linalg.norm(prof)), 1e-9)
-    return np.concatenate([cfq, prof @ self.text_proj]).astype(np.float32)
+    return self._query(self.item_in[idx].sum(0), self.text[idx].sum(0))
 
 # %% ../nbs/05_model.ipynb #f888fbd4
 @patch
@@ -380,16 +386,17 @@ def match_filters(filters:Filters|None)->Filters|None:
     return Filters([genre_key(g) for g in filters.genres], filters.year_min, filters.year_max)
 
 # %% ../nbs/05_model.ipynb #3d4a8063
+def item_payload(title:str, genres, year, popularity:float)->dict:
+    "An item's Qdrant payload: title, genres in payload form (none for '(no genres listed)'), year when known, popularity."
+    g = [] if genres is None or pd.isna(genres) or genres in ('', '(no genres listed)') else [genre_key(x) for x in str(genres).split('|')]
+    p = dict(title=title, genres=g, popularity=float(popularity))
+    if year is not None and not pd.isna(year): p['year'] = int(year)
+    return p
+
 @patch
 def payloads(self:HybridRecommender)->list[dict]:
     "Qdrant payload of every item."
-    out = []
-    for (iid, title, genres, year), pop in zip(self.items.itertuples(index=False), self.popularity.tolist()):
-        g = [] if genres in (None, '', '(no genres listed)') else [genre_key(x) for x in str(genres).split('|')]
-        p = dict(title=title, genres=g, popularity=pop)
-        if year is not None and not pd.isna(year): p['year'] = int(year)
-        out.append(p)
-    return out
+    return [item_payload(t, g, y, pop) for (_, t, g, y), pop in zip(self.items.itertuples(index=False), self.popularity.tolist())]
 
 # %% ../nbs/05_model.ipynb #0e278bf7
 @patch
@@ -420,7 +427,43 @@ def _recs(self:HybridRecommender, hits, cold=False):
     ids = np.fromiter((h.id for h in hits), np.int64, len(hits))
     pos = np.searchsorted(self.item_ids, ids).clip(0, max(self.n_items-1, 0))
     titles = [self._titles[j] if self.item_ids[j] == i else '' for i, j in zip(ids.tolist(), pos.tolist())]
+    if len(self.live): titles = [self.live.titles.get(i, t) for i, t in zip(ids.tolist(), titles)]  # a changed item's new title
     return Recommendations([Rec(h.id, t, h.score, cold) for h, t in zip(hits, titles)], cold)
+
+# %% ../nbs/05_model.ipynb #5c5fe806
+@patch
+def _locate(self:HybridRecommender, ids:np.ndarray)->tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Rows of `ids` among the live items, rows of the others among the trained items, and the ids found in neither."
+    ids = np.asarray(ids, np.int64)
+    pos, live = self.live.find(ids)
+    rest = ids[~live]
+    idx = np.searchsorted(self.item_ids, rest).clip(0, max(self.n_items-1, 0))
+    known = self.item_ids[idx] == rest if self.n_items else np.zeros(len(rest), bool)
+    return pos[live], idx[known], rest[~known]
+
+# %% ../nbs/05_model.ipynb #d3bb3302
+@patch
+def _ids_query(self:HybridRecommender, ids:np.ndarray)->np.ndarray:
+    "The hybrid query of items `ids`, live or trained (unknown ids are left out)."
+    rows, idx, _ = self._locate(ids)
+    cf, text = self.item_in[idx].sum(0), self.text[idx].sum(0)
+    if len(rows): cf, text = cf + self.live.item_in[rows].sum(0), text + self.live.text[rows].sum(0)
+    return self._query(cf, text)
+
+# %% ../nbs/05_model.ipynb #0933c14d
+@patch
+def _search(self:HybridRecommender, using:str, q:np.ndarray, k:int, filters:Filters|None=None, exclude=None)->list:
+    "The `k` best items by vector `using`: the collection's and the live items', withdrawn ones left out."
+    L = self.live
+    hide = L.hidden if exclude is None else L.hidden | exclude
+    hits = self.store.search(self.collection, using, q, k, filters, hide or None)
+    return merge_hits(hits, L.search(using, q, k, filters, exclude), k)
+
+@patch
+def _popular(self:HybridRecommender, k:int, filters:Filters|None=None)->list:
+    "The `k` most popular items, the live ones included and the withdrawn ones left out."
+    L = self.live
+    return merge_hits(self.store.popular(self.collection, k, filters, L.hidden or None), L.popular(k, filters), k)
 
 # %% ../nbs/05_model.ipynb #fdf13492
 @patch
@@ -431,47 +474,67 @@ def user_row(self:HybridRecommender, user_id:int)->int|None:
 
 # %% ../nbs/05_model.ipynb #c8eb99cd
 @patch
-def _user_query(self:HybridRecommender, u:int, max_cached:int=65536):
-    "A known user's query vector and seen item ids, computed once per user."
-    r = self._user_cache.get(u)
+def _user_query(self:HybridRecommender, user_id:int, max_cached:int=65536):
+    "A user's query vector and seen item ids (trained history plus events), computed once per user."
+    r = self._user_cache.get(user_id)
     if r is None:
         if len(self._user_cache) >= max_cached: self._user_cache.clear()
-        ind, ptr = self._seen_arrays
-        idx = np.asarray(ind[ptr[u]:ptr[u+1]])
-        r = self._user_cache[u] = (self.query_vector(idx), frozenset(self.item_ids[idx].tolist()))
+        u, ev = self.user_row(user_id), self._events.get(user_id)
+        if u is None: idx = np.zeros(0, np.int64)
+        else: ind, ptr = self._seen_arrays; idx = np.asarray(ind[ptr[u]:ptr[u+1]])
+        if not ev and not len(self.live): r = (self.query_vector(idx), frozenset(self.item_ids[idx].tolist()))
+        else:
+            ids = np.union1d(self.item_ids[idx], np.fromiter(ev or (), np.int64))
+            r = (self._ids_query(ids), frozenset(ids.tolist()))
+        self._user_cache[user_id] = r
     return r
 
 # %% ../nbs/05_model.ipynb #542fd7a8
 @patch
 def recommend(self:HybridRecommender,
-              user_id:int|None=None, # A known user's id; unknown ids get the cold-start answer
+              user_id:int|None=None, # A user's id; a user with no history and no events gets the cold-start answer
               items:list[int]|None=None, # Item ids the user likes
               query:str|None=None, # Free text describing what the user wants
               k:int=10, # Number of items
               filters:Filters|None=None, # Genre and year filters
               exclude_seen:bool=True # Leave out the user's (or the given) items
              )->Recommendations:
-    "Top-`k` items for a user, a list of liked items, or a text query."
+    "Top-`k` items for a user, a list of liked items, or a text query; withdrawn items never."
     if sum(x is not None for x in (user_id, items, query)) != 1: raise ValueError("give exactly one of user_id, items or query")
     if not 1 <= k <= 1000: raise ValueError(f"k must be between 1 and 1000, got {k}")
     if self.store is None: raise RuntimeError("the model is not attached to a vector store; call index() or attach()")
     filters = match_filters(filters)
     if query is not None:
         if not query.strip(): raise ValueError("query is empty")
-        return self._recs(self.store.search(self.collection, 'text', encode([query])[0], k, filters))
+        return self._recs(self._search('text', encode([query])[0], k, filters))
     if user_id is not None:
-        u = self.user_row(int(user_id))
-        if u is None: return self._recs(self.store.popular(self.collection, k, filters), cold=True)
-        q, seen = self._user_query(u)
-        return self._recs(self.store.search(self.collection, 'hybrid', q, k, filters, seen if exclude_seen else None))
-    else:
-        ids = np.unique(np.asarray(items, np.int64))
-        if not len(ids): raise ValueError("items is empty")
-        idx = np.searchsorted(self.item_ids, ids).clip(0, self.n_items-1)
-        bad = ids[self.item_ids[idx] != ids]
-        if len(bad): raise UnknownItems(f"unknown item ids: {bad[:10].tolist()}")
-    excl = frozenset(self.item_ids[idx].tolist()) if exclude_seen else None
-    return self._recs(self.store.search(self.collection, 'hybrid', self.query_vector(idx), k, filters, excl))
+        uid = int(user_id)
+        if self.user_row(uid) is None and uid not in self._events: return self._recs(self._popular(k, filters), cold=True)
+        q, seen = self._user_query(uid)
+        return self._recs(self._search('hybrid', q, k, filters, seen if exclude_seen else None))
+    ids = np.unique(np.asarray(items, np.int64))
+    if not len(ids): raise ValueError("items is empty")
+    bad = self._locate(ids)[2]
+    if len(bad): raise UnknownItems(f"unknown item ids: {bad[:10].tolist()}")
+    return self._recs(self._search('hybrid', self._ids_query(ids), k, filters, frozenset(ids.tolist()) if exclude_seen else None))
+
+# %% ../nbs/05_model.ipynb #c4957bac
+@patch
+def add_events(self:HybridRecommender, user_ids, item_ids)->int:
+    "Add interactions to users' histories (unknown users included); the number of users whose answers change."
+    new = {}
+    for u, i in zip(np.asarray(user_ids, np.int64).tolist(), np.asarray(item_ids, np.int64).tolist()): new.setdefault(u, set()).add(i)
+    changed = [u for u, items in new.items() if not items <= self._events.get(u, frozenset())]
+    for u in changed:  # a new set, never one changed in place: requests read them from other threads
+        self._events[u] = self._events.get(u, frozenset()) | new[u]; self._user_cache.pop(u, None)
+    return len(changed)
+
+# %% ../nbs/05_model.ipynb #6bcac0e9
+@patch
+def set_live(self:HybridRecommender, live:LiveItems)->HybridRecommender:
+    "Serve with `live`: items added or changed since training, and the withdrawn ids."
+    self.live = live; self._user_cache.clear()
+    return self
 
 # %% ../nbs/05_model.ipynb #c14d1a63
 _arrays = ('item_ids', 'user_ids', 'item_in', 'item_out', 'text', 'text_proj', 'popularity')

@@ -204,16 +204,30 @@ def register(self:Registry, name:str, # Model name
         return deepcopy(m['versions'][version])
 
 # %% ../nbs/05b_registry.ipynb #a6c1a267
-_fields = ('metrics', 'params', 'tags', 'data_fingerprint', 'collection', 'path', 'report', 'embedding_model')
+_fields = ('metrics', 'params', 'tags', 'data_fingerprint', 'collection', 'path', 'report', 'embedding_model', 'catalogue')
+
+def _set_fields(v:dict, fields:dict):
+    "Set `fields` on version `v`: dicts are merged into the version's (but `mlflow` is replaced), others replaced."
+    bad = set(fields) - set(_fields) - {'mlflow'}
+    if bad: raise ValueError(f"unknown version fields: {sorted(bad)}")
+    for k,val in fields.items(): v[k] = {**v[k], **val} if isinstance(v.get(k), dict) and isinstance(val, dict) and k!='mlflow' else val
 
 @patch
 def update(self:Registry, name:str, version:str, **fields)->dict:
-    "Set metadata fields of a version (metrics, tags, collection, path, report, mlflow, ...)."
-    bad = set(fields) - set(_fields) - {'mlflow'}
-    if bad: raise ValueError(f"unknown version fields: {sorted(bad)}")
+    "Set metadata fields of a version (metrics, tags, collection, path, report, catalogue, mlflow, ...)."
+    _set_fields({}, {k: None for k in fields})  # refuse unknown fields before taking the lock
     with self._txn() as (state, _):
-        v = _version(state, name, version)
-        for k,val in fields.items(): v[k] = {**v[k], **val} if isinstance(v.get(k), dict) and isinstance(val, dict) and k!='mlflow' else val
+        v = _version(state, name, version); _set_fields(v, fields)
+        return deepcopy(v)
+
+# %% ../nbs/05b_registry.ipynb #51697a33
+@patch
+def record(self:Registry, name:str, version:str, actor:str='recnb', reason:str='', **fields)->dict:
+    "Set metadata fields of a version (as `update`) and log the change, its stage unchanged, in the audit log."
+    _set_fields({}, {k: None for k in fields})
+    with self._txn() as (state, audit):
+        v = _version(state, name, version); _set_fields(v, fields)
+        audit.append(dict(_audit(name, version, v['stage'], v['stage'], actor, reason), fields=sorted(fields)))
         return deepcopy(v)
 
 # %% ../nbs/05b_registry.ipynb #d60f0bad
@@ -346,4 +360,4 @@ def audit(self:Registry)->list[dict]:
 def history(self:Registry, name:str)->list[dict]:
     "Every stage change of model `name`, oldest first: who, when, why, from and to."
     _model(self.load(), name)
-    return [e for e in self.audit() if e['model'] == name]
+    return [e for e in self.audit() if e['model'] == name and 'fields' not in e]  # `record` entries change no stage

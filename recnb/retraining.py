@@ -12,13 +12,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from filelock import FileLock
-from .config import Settings, atomic_write, get_settings
+from .config import Settings, get_settings
 from .data import DataValidationError, fingerprint, read_table
 from .evaluation import evaluate_model, paired_test
 from .logs import get_logger
 from .model import params_of
-from .data import current_data, data_files, ingested_path, load_data
+from .data import catalogue_path, current_data, data_files, ingested_path, load_data
+from .catalogue import append_interactions
 from .registry import NotFound, Registry, parse_version
 
 # %% auto #0
@@ -33,22 +33,19 @@ def _now(): return datetime.now(timezone.utc)
 def _iso(t:datetime)->str: return t.isoformat(timespec='seconds')
 
 # %% ../nbs/13_retraining.ipynb #424e0ff2
+def _rows_in(p:Path)->int:
+    "Data rows of the ingested CSV file: its complete lines after the header."
+    with open(p, 'rb') as f: return max(sum(b.count(b'\n') for b in iter(lambda: f.read(1 << 24), b'')) - 1, 0)
+
 def ingest(settings:Settings, path # A .csv or .parquet interactions file (MovieLens column names are accepted)
           )->dict:
     "Validate `path` whole and append its interactions to `RECNB_HOME/data/interactions.csv`; nothing is written if a row is bad."
     new = read_table(path, 'interactions')
     if not len(new): raise DataValidationError(path, [(0, '-', 'the file has no rows')])
-    items, _ = load_data(settings.data_dir)
-    unknown = np.flatnonzero(~new.item_id.isin(items.item_id).to_numpy())
-    if len(unknown):
-        raise DataValidationError(path, [(int(i)+1, 'item_id', f"unknown item id {int(new.item_id.iloc[i])} (not in the catalogue)") for i in unknown[:100]], len(unknown))
-    p = ingested_path(settings)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(p) + '.lock', timeout=60):
-        out = pd.concat([read_table(p, 'interactions')[_cols], new[_cols]], ignore_index=True) if p.exists() else new[_cols]
-        atomic_write(p, out.to_csv(index=False))
-    log.info("ingested %d interactions from %s", len(new), path, extra={'rows': len(new), 'total_ingested': len(out)})
-    return dict(file=str(path), rows=len(new), total_ingested=len(out), path=str(p))
+    r = append_interactions(settings, new, path)
+    total = _rows_in(Path(r['path']))
+    log.info("ingested %d interactions from %s", len(new), path, extra={'rows': len(new), 'total_ingested': total})
+    return dict(file=str(path), rows=len(new), total_ingested=total, path=r['path'])
 
 # %% ../nbs/13_retraining.ipynb #bdda0345
 @dataclass
@@ -120,7 +117,7 @@ def _stat(f:Path)->tuple:
 def data_state(settings:Settings)->tuple:
     "Path, size and modification time of every file the data is read from: it changes whenever the data may have."
     items, tags, inter = data_files(settings.data_dir)
-    return tuple(_stat(f) for f in (items, tags, inter, ingested_path(settings)) if f is not None)
+    return tuple(_stat(f) for f in (items, tags, inter, ingested_path(settings), catalogue_path(settings)) if f is not None)
 
 # %% ../nbs/13_retraining.ipynb #6dc0c454
 def decision_key(settings:Settings, registry:Registry)->tuple:

@@ -17,8 +17,9 @@ from .logs import configure_logging
 from .registry import CorruptRegistry, Registry
 from .vectorstore import open_store
 from .observability import ObserveMiddleware, Observer, log
-from .api import error_response, faults, operations, recommendations, refresh
+from .api import error_response, faults, follow_live, operations, recommendations, refresh
 from .routes import models, retraining
+from .catalogue_routes import catalogue
 
 # %% auto #0
 __all__ = ['lifespan', 'create_app']
@@ -31,15 +32,17 @@ def _revision(reg:Registry)->int|None:
 
 # %% ../nbs/23_serving.ipynb #c4646573
 async def _watch_registry(app:FastAPI):
-    "Poll the registry's revision; refresh when it changes (the first poll always checks)."
+    "Poll the registry's revision and refresh when it changes (the first poll always checks); follow the live catalogue on every poll."
     reg, last = app.state.registry, None
     while True:
         await asyncio.sleep(app.state.settings.registry_poll_seconds)
         now = await run_in_threadpool(_revision, reg)
-        if now == last and app.state.model is not None: continue
-        last = now
-        try: await refresh(app)
-        except Exception: log.exception("could not load the new production model; still serving the old one")
+        if now != last or app.state.model is None:
+            last = now
+            try: await refresh(app)
+            except Exception: log.exception("could not load the new production model; still serving the old one")
+        try: await follow_live(app)
+        except Exception: log.exception("could not apply the live catalogue's changes; serving without them until they can be")
 
 # %% ../nbs/23_serving.ipynb #0fab2894
 async def _tick(app:FastAPI):
@@ -80,7 +83,7 @@ def create_app(settings:Settings|None=None # Defaults to `get_settings()`
     s = app.state.settings = settings or get_settings()
     app.state.observer = Observer(s)
     if s.monitoring: app.add_middleware(ObserveMiddleware, observer=app.state.observer)
-    for r in (recommendations, operations, models, retraining): app.include_router(r)
+    for r in (recommendations, operations, models, retraining, catalogue): app.include_router(r)
     if s.fault_injection: app.include_router(faults)
     app.add_exception_handler(RecnbError, error_response)
     return app

@@ -11,7 +11,7 @@ from functools import partial, reduce
 from pathlib import Path
 import numpy as np, pandas as pd, scipy.sparse as sp
 from .config import Settings, get_settings
-from .data import DataValidationError, data_files, data_schema, fingerprint, ingested_path, load_items, validate_frame
+from .data import DataValidationError, current_items, data_files, data_schema, fingerprint, ingested_path, validate_frame
 from .ease import gram_eig
 from .embeddings import EmbeddingCache
 from .model import HybridRecommender, Params, _Laps, _best, _lowrank_fit, _lowrank_grid, _profiles
@@ -166,8 +166,8 @@ def _fingerprint(df, items:pd.DataFrame)->str:
 # %% ../nbs/05a_spark.ipynb #8b35631a
 def _read(spark, s:Settings, data_dir, p:Params):
     "The catalogue, the checked interactions (cached), their split (`u`, `i`) positions, the user ids, the row count and the partitions to use."
-    items_f, tags_f, inter_f = data_files(data_dir or s.data_dir)
-    items = load_items(items_f, tags_f)
+    inter_f = data_files(data_dir or s.data_dir)[2]
+    items = current_items(s, data_dir)  # with the items added or changed since (the catalogue's log)
     files = [inter_f] + ([ingested_path(s)] if ingested_path(s).exists() else [])
     df = reduce(lambda a, b: a.unionByName(b), [checked_interactions(read_interactions(spark, f), f).select('user_id', 'item_id', 'rating', 'timestamp') for f in files]).persist()
     x, users, n_rows = _index(spark, df.select('user_id', 'item_id'), items)

@@ -28,12 +28,15 @@ from .retraining import (Decision, DecisionCache, check_retrain as _check_retrai
                               ingest as _ingest, promotion_decision)
 from .jobs import STATES, JobRunning, Jobs
 from .reports import run_notebook
+from .data import live_catalogue
+from . import catalogue as cat
 
 # %% auto #0
 __all__ = ['log', 'VersionRecord', 'ModelSummary', 'ModelRecord', 'StageChange', 'JobRecord', 'Report', 'models', 'model',
            'version', 'production', 'history', 'sync', 'train', 'is_registered', 'promote', 'rollback',
            'promote_if_none', 'production_model', 'recommend', 'evaluate', 'compare', 'ingest', 'data_summary', 'drift',
-           'interaction_drift', 'check_retrain', 'cached_check_retrain', 'retrain', 'start_retrain', 'jobs', 'job',
+           'interaction_drift', 'CatalogueChange', 'add_items', 'withdraw_items', 'restore_items', 'record_events',
+           'follow', 'check_retrain', 'cached_check_retrain', 'retrain', 'start_retrain', 'jobs', 'job',
            'evaluate_report']
 
 # %% ../nbs/16_usecases.ipynb #c1eb70ec
@@ -180,12 +183,14 @@ def promote_if_none(settings:Settings|None=None, actor:str='recnb')->VersionReco
 def production_model(settings:Settings|None, store, registry:Registry|None=None,
                      unless:str|None=None # The version already being served
                     )->HybridRecommender|None:
-    "The production version of `settings.model_name`, loaded and attached to its collection; None without one (or when it is `unless`)."
+    "The production version of `settings.model_name`, loaded, attached to its collection and up to date with the live catalogue; None without one (or when it is `unless`)."
     s = settings or get_settings()
     try: e = _registry(s, registry).production(s.model_name)
     except NotFound: return None
     if e is None or e['version'] == unless: return None
-    return attached(s, HybridRecommender.load(e['path']), store)
+    m = attached(s, HybridRecommender.load(e['path']), store)
+    cat.follow(s, m)  # the catalogue's changes and the interactions since training
+    return m
 
 # %% ../nbs/16_usecases.ipynb #6ab4acbb
 def recommend(settings:Settings|None=None, user_id:int|None=None, items:list[int]|None=None, query:str|None=None,
@@ -270,6 +275,69 @@ def interaction_drift(settings:Settings|None, version:str)->tuple[DriftReport, i
     frame = lambda df: pd.DataFrame(dict(rating=df.rating.to_numpy(float), item_popularity=np.log1p(df.item_id.map(pop).fillna(0).to_numpy(float)),
                                          user_activity=np.log1p(df.user_id.map(act).fillna(0).to_numpy(float))))
     return data_drift(frame(ref), frame(cur)), len(ref), len(cur)
+
+# %% ../nbs/16_usecases.ipynb #0a4c12a9
+class CatalogueChange(BaseModel):
+    "A change of the catalogue between retrains: its revision, what it did, the production version it was recorded on."
+    revision:int; added:int = 0; changed:int = 0; unchanged:int = 0; embedded:int = 0
+    items:int = 0; withdrawn:int = 0  # items named by a withdrawal or restore; items withdrawn after it
+    model_version:str|None = None; shared_points:int = 0
+
+# %% ../nbs/16_usecases.ipynb #37af4859
+def _share(s:Settings, store, e:dict, restored=())->int:
+    "On a store other processes read, write the production version's live items and withdrawn flags into its collection; points written."
+    if not getattr(store, 'shared', False): return 0
+    m = HybridRecommender.load(e['path']).attach(store, e['collection'])
+    L, r = cat.live_items(m, live_catalogue(s), embedding_cache(s)), m.item_out.shape[1]
+    if len(L): store.upsert(m.collection, L.ids, dict(text=L.text, cf=L.hybrid[:, :r], hybrid=L.hybrid),
+                            [dict(p, withdrawn=i in L.withdrawn) for i, p in zip(L.ids.tolist(), L.payloads)])
+    trained = lambda ids: [i for i in ids if i in set(m.item_ids[np.searchsorted(m.item_ids, ids).clip(0, m.n_items-1)].tolist()) and i not in set(L.ids.tolist())]
+    if (w := trained(sorted(L.withdrawn))): store.set_payload(m.collection, w, dict(withdrawn=True))
+    if (b := trained([i for i in restored if i not in L.withdrawn])): store.set_payload(m.collection, b, dict(withdrawn=False))
+    return len(L) + len(w) + len(b)
+
+# %% ../nbs/16_usecases.ipynb #8c88d65d
+def _changed(s:Settings, r:dict, actor:str, store, registry:Registry|None, restored=())->CatalogueChange:
+    "Record a catalogue change on the production version and in the audit log, and share it; the change."
+    reg = _registry(s, registry)
+    try: e = reg.production(s.model_name)
+    except NotFound: e = None
+    c = CatalogueChange(**r)
+    if e is None or r.get('unchanged', 0) and not (r.get('added') or r.get('changed')): return c
+    what = ', '.join(f"{r[k]} {k}" for k in ('added', 'changed', 'withdrawn') if r.get(k)) or f"{r.get('items', 0)} items"
+    reg.record(s.model_name, e['version'], actor, f"catalogue revision {c.revision}: {what}", catalogue=dict(c.model_dump(exclude={'model_version', 'shared_points'}), time=cat._now()))
+    with _opened(s, store) as st: c.shared_points = _share(s, st, e, restored)
+    c.model_version = e['version']
+    return c
+
+# %% ../nbs/16_usecases.ipynb #9a6ef174
+def add_items(settings:Settings|None, items:pd.DataFrame|Path, # Rows of items, or a CSV or Parquet file of them
+              actor:str='recnb', store=None, registry:Registry|None=None)->CatalogueChange:
+    "Add or change catalogue items between retrains (all or nothing): logged, embedded, recorded on production."
+    s = settings or get_settings()
+    source = str(items) if isinstance(items, (str, Path)) else '<items>'
+    df = cat.read_items(items) if isinstance(items, (str, Path)) else items
+    return _changed(s, cat.add_items(s, df, actor, source), actor, store, registry)
+
+def withdraw_items(settings:Settings|None, item_ids:list[int], actor:str='recnb', store=None, registry:Registry|None=None)->CatalogueChange:
+    "Keep items out of every answer until they are restored."
+    s = settings or get_settings()
+    return _changed(s, cat.withdraw_items(s, item_ids, actor), actor, store, registry)
+
+def restore_items(settings:Settings|None, item_ids:list[int], actor:str='recnb', store=None, registry:Registry|None=None)->CatalogueChange:
+    "Let withdrawn items be recommended again."
+    s = settings or get_settings()
+    return _changed(s, cat.restore_items(s, item_ids, actor), actor, store, registry, restored=list(item_ids))
+
+# %% ../nbs/16_usecases.ipynb #9487128b
+def record_events(settings:Settings|None, events:pd.DataFrame, # `user_id`, `item_id`, `rating`, `timestamp`
+                  source='<events>')->dict:
+    "Append interactions durably (all or nothing), as `ingest` does for a file; rows written."
+    return cat.append_interactions(settings or get_settings(), events, source)
+
+def follow(settings:Settings|None, m:HybridRecommender)->dict:
+    "Bring the served model `m` up to date with the catalogue's log and the interactions appended since it last looked."
+    return cat.follow(settings or get_settings(), m)
 
 # %% ../nbs/16_usecases.ipynb #a3435b89
 def check_retrain(settings:Settings|None=None, monitoring:dict|None=None, # Live degradation (see `recnb.monitoring.degradation`)

@@ -160,6 +160,7 @@ def _top(ids:np.ndarray, scores:np.ndarray, k:int, exclude=None)->list[Hit]:
 # %% ../nbs/04_vectorstore.ipynb #c99ae481
 class EdgeStore:
     "Collections as qdrant-edge shards under `root`, opened once and kept open."
+    shared = False  # Each process holds its own copy of a shard open: another process's writes are not seen
     def __init__(self, root, # Directory holding one shard directory per collection
                  exact_threshold:int=20_000, # Collections up to this many points are searched exactly
                  unindexed=('cf',), # Vectors recnb never searches: on disk, no graph (a search on them is exact)
@@ -339,6 +340,7 @@ def close(self:EdgeStore):
 # %% ../nbs/04_vectorstore.ipynb #bc962174
 class ClientStore:
     "Collections through a `qdrant_client.QdrantClient` (server, cluster or local mode)."
+    shared = True  # What one client writes, every client of the server reads
     def __init__(self, client, # A `QdrantClient`
                  exact_threshold:int=20_000, # Collections up to this many points are searched exactly
                  unindexed=('cf',), # Vectors recnb never searches: on disk, no graph
@@ -457,6 +459,12 @@ def set_alias(self:ClientStore, alias, collection):
 def delete_collection(self:ClientStore, name):
     "Delete the collection `name`."
     self._ranged.pop(name, None); self.client.delete_collection(check_name(name))
+
+# %% ../nbs/04_vectorstore.ipynb #bd1a04c4
+@patch
+def set_payload(self:ClientStore, name, ids, payload:dict):
+    "Set `payload`'s fields on the points `ids` of `name`, waiting until the change is searchable."
+    self.client.set_payload(name, payload, points=np.asarray(ids, np.int64).tolist(), wait=True)
 
 # %% ../nbs/04_vectorstore.ipynb #88ff780e
 def open_store(settings:Settings|None=None)->VectorStore:

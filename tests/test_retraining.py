@@ -5,7 +5,8 @@ import httpx, pandas as pd, pytest, scrapbook as sb
 from conftest import API_KEY, BIN, Server, env_for, recnb
 from recnb.data import bundled_data_dir
 
-N_NEW = 5000  # the newest interactions of the bundled data, held back and ingested later
+N_USERS = 200  # the bundled data's first users: every behaviour below shows on them, in a third of the time
+N_NEW = 3000  # their newest interactions, held back and ingested later
 
 @pytest.fixture(scope='module')
 def world(home, tmp_path_factory):
@@ -14,6 +15,7 @@ def world(home, tmp_path_factory):
     src = bundled_data_dir()
     for f in ('movies.csv', 'tags.csv', 'README.txt'): shutil.copy(src/f, data/f)
     ratings = pd.read_csv(src/'ratings.csv')
+    ratings = ratings[ratings.userId <= N_USERS]
     new = ratings.iloc[ratings.timestamp.argsort(kind='stable').to_numpy()[-N_NEW:]]
     ratings.drop(new.index).to_csv(data/'ratings.csv', index=False)
     new.to_csv(root/'new.csv', index=False)
