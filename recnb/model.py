@@ -455,7 +455,7 @@ def _ids_query(self:HybridRecommender, ids:np.ndarray)->np.ndarray:
 def _search(self:HybridRecommender, using:str, q:np.ndarray, k:int, filters:Filters|None=None, exclude=None)->list:
     "The `k` best items by vector `using`: the collection's and the live items', withdrawn ones left out."
     L = self.live
-    hide = L.hidden if exclude is None else L.hidden | exclude
+    hide = exclude if not L.hidden else L.hidden if exclude is None else L.hidden | exclude  # no copy without live items
     hits = self.store.search(self.collection, using, q, k, filters, hide or None)
     return merge_hits(hits, L.search(using, q, k, filters, exclude), k)
 

@@ -6,7 +6,7 @@ Docs: https://recnb.github.io/recnb/registry.html.md"""
 
 # %% ../nbs/05b_registry.ipynb #2fa2cf4f
 from __future__ import annotations
-import json, os, re
+import json, logging, os, re
 from contextlib import contextmanager
 from copy import deepcopy
 from datetime import datetime, timezone
@@ -17,7 +17,7 @@ from .errors import Conflict, NotFoundError, RecnbError, Unavailable
 from .config import Settings, atomic_write, check_name, get_settings
 
 # %% auto #0
-__all__ = ['STAGES', 'LEGAL', 'SCHEMA_VERSION', 'RegistryError', 'NotFound', 'IllegalTransition', 'CorruptRegistry',
+__all__ = ['STAGES', 'LEGAL', 'SCHEMA_VERSION', 'log', 'RegistryError', 'NotFound', 'IllegalTransition', 'CorruptRegistry',
            'parse_version', 'bump', 'bump_kind', 'Registry', 'alias_name']
 
 # %% ../nbs/05b_registry.ipynb #0347c90f
@@ -252,30 +252,44 @@ def alias_name(name:str)->str:
 # %% ../nbs/05b_registry.ipynb #d68f2f16
 @patch
 def promote(self:Registry, name:str, version:str, actor:str='recnb', reason:str='', store=None)->dict:
-    "Make `version` the production version of `name`; the previous one is archived."
-    restore = None  # the collection the alias pointed to, if it was moved
-    try:
+    "Make `version` the production version of `name` (the previous one is archived), then move the store's production alias to it."
+    with self.lock:  # reentrant: the transaction below takes it again
+        if store is not None: self.reconcile(name, store)  # finish what a killed promotion left half done
         with self._txn() as (state, audit):
             m, v = _model(state, name), _version(state, name, version)
-            if v['stage'] == 'production': return deepcopy(v)
-            if 'production' not in LEGAL[v['stage']]: raise IllegalTransition(version, v['stage'], 'production')
-            old = m['production']
-            if store is not None and v.get('collection'):
-                _move_alias(store, name, v['collection'])
-                restore = old and m['versions'][old].get('collection')
-            if old:
-                audit.append(_audit(name, old, 'production', 'archived', actor, f"replaced by {version}" + (f": {reason}" if reason else '')))
-                m['versions'][old]['stage'] = 'archived'
-            audit.append(_audit(name, version, v['stage'], 'production', actor, reason))
-            v['stage'], v['deployed_at'], m['production'] = 'production', _now(), version
-            return deepcopy(v)
-    except BaseException:  # the registry was not written: point the alias back
-        if restore: _move_alias(store, name, restore)
-        raise
+            if v['stage'] != 'production':
+                if 'production' not in LEGAL[v['stage']]: raise IllegalTransition(version, v['stage'], 'production')
+                old = m['production']
+                if old:
+                    audit.append(_audit(name, old, 'production', 'archived', actor, f"replaced by {version}" + (f": {reason}" if reason else '')))
+                    m['versions'][old]['stage'] = 'archived'
+                audit.append(_audit(name, version, v['stage'], 'production', actor, reason))
+                v['stage'], v['deployed_at'], m['production'] = 'production', _now(), version
+            e = deepcopy(v)
+        if store is not None and e.get('collection'): _move_alias(store, name, e['collection'])  # after the registry: the truth first
+        return e
 
 # %% ../nbs/05b_registry.ipynb #3832ddba
 def _move_alias(store, name, collection):
     if hasattr(store, 'set_alias'): store.set_alias(alias_name(name), collection)
+
+# %% ../nbs/05b_registry.ipynb #4708b211
+log = logging.getLogger('recnb.registry')
+
+@patch
+def reconcile(self:Registry, name:str, store)->dict|None:
+    "Point the store's production alias of `name` at the registry's production collection if it is not; the repair made, or None."
+    if not hasattr(store, 'get_alias'): return None
+    with self.lock:
+        m = self._read()['models'].get(check_name(name))
+        want = m and m['production'] and m['versions'][m['production']].get('collection')
+        if not want: return None
+        alias = alias_name(name)
+        was = store.get_alias(alias)
+        if was == want: return None
+        store.set_alias(alias, want)
+    log.warning("the production alias %s named %s, but the registry's production version %s is in %s: alias moved", alias, was, m['production'], want)
+    return dict(alias=alias, was=was, now=want, version=m['production'])
 
 # %% ../nbs/05b_registry.ipynb #e9a06702
 @patch

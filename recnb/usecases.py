@@ -14,7 +14,7 @@ import numpy as np, pandas as pd
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict
 from .config import Settings, check_name, get_settings
-from .errors import InvalidInput, NotFoundError
+from .errors import InvalidInput, NotFoundError, Unavailable
 from .drift import DriftReport, data_drift
 from .evaluation import evaluate_version
 from .logs import get_logger
@@ -22,7 +22,7 @@ from .mirror import log_run_quietly, sync_quietly
 from .model import HybridRecommender, Params, Recommendations, params_of
 from .data import current_data
 from .pipeline import attached, embedding_cache, train as _train
-from .registry import STAGES, NotFound, Registry
+from .registry import STAGES, NotFound, Registry, alias_name
 from .vectorstore import Filters, open_store
 from .retraining import (Decision, DecisionCache, check_retrain as _check_retrain, compare_with_production, decision_key,
                               ingest as _ingest, promotion_decision)
@@ -183,12 +183,19 @@ def promote_if_none(settings:Settings|None=None, actor:str='recnb')->VersionReco
 def production_model(settings:Settings|None, store, registry:Registry|None=None,
                      unless:str|None=None # The version already being served
                     )->HybridRecommender|None:
-    "The production version of `settings.model_name`, loaded, attached to its collection and up to date with the live catalogue; None without one (or when it is `unless`)."
+    "The production version of `settings.model_name`, loaded, attached to the collection the store's production alias names (reconciled with the registry first) and up to date with the live catalogue; None without one (or when it is `unless`)."
     s = settings or get_settings()
-    try: e = _registry(s, registry).production(s.model_name)
+    reg = _registry(s, registry)
+    try: e = reg.production(s.model_name)
     except NotFound: return None
+    if e is not None and e.get('collection') and store.has_collection(e['collection']): reg.reconcile(s.model_name, store)
     if e is None or e['version'] == unless: return None
-    m = attached(s, HybridRecommender.load(e['path']), store)
+    m = attached(s, HybridRecommender.load(e['path']), store)  # indexes a missing collection first
+    reg.reconcile(s.model_name, store)
+    served = store.get_alias(alias_name(s.model_name)) if hasattr(store, 'get_alias') else None
+    if served is not None and served != m.collection:  # promoted again meanwhile: the next poll loads that one
+        raise Unavailable(f"the production alias names {served}, not {m.collection} of {e['version']}: the registry changed while loading")
+    m.attach(store, served or m.collection)
     cat.follow(s, m)  # the catalogue's changes and the interactions since training
     return m
 
