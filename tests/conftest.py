@@ -1,6 +1,7 @@
 "Fixtures that need real processes: a model trained by the `recnb` CLI and the app under uvicorn."
-import os, socket, subprocess, sys, time
+import os, shutil, socket, subprocess, sys, time
 from pathlib import Path
+from contextlib import contextmanager
 import httpx, pytest
 
 BIN = Path(sys.executable).parent
@@ -33,6 +34,13 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope='session')
 def home(trained): return trained[0]
 
+def copy_home(home:Path, dest:Path)->Path:
+    "A copy of a trained home at `dest` (models, vectors, registry, embedding cache) whose versions' paths point into the copy."
+    for d in ('models', 'vectors', 'registry', 'cache'): shutil.copytree(home/d, dest/d)
+    reg = dest/'registry'/'registry.json'
+    reg.write_text(reg.read_text().replace(f'"{home}/', f'"{dest}/'))
+    return dest
+
 class Server:
     "`recnb serve` in a subprocess on a free loopback port (`exe`: another install's `recnb`; `args`: more `serve` options)."
     def __init__(self, env, log:Path, ready:str='/health', args=(), exe:Path=BIN/'recnb', cwd=None):
@@ -58,3 +66,12 @@ def server(home):
     s = Server(env_for(home, RECNB_API_KEY=API_KEY, RECNB_REGISTRY_POLL_SECONDS=0.2), home/'server.log')
     yield s
     s.stop()
+
+@contextmanager
+def serving_copy(home:Path, root:Path, **env):
+    "`recnb serve` on a copy of the trained home under `root`, polling the registry every 0.2 s: a dict of its server (replaceable), home, env and root."
+    h = copy_home(home, root/'home')
+    ctx = dict(home=h, root=root, env=env_for(h, RECNB_REGISTRY_POLL_SECONDS=0.2, RECNB_MLFLOW_MIRROR=0, **env))
+    ctx['server'] = Server(ctx['env'], root/'server.log')
+    try: yield ctx
+    finally: ctx['server'].stop()

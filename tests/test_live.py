@@ -1,11 +1,11 @@
 """The live catalogue over HTTP against `recnb serve`: items added between retrains are served at once,
 withdrawn ones never, events change a user's answers and survive a restart, bad bodies write nothing;
 and a SIGKILL in the middle of appending events loses none that were acknowledged."""
-import json, os, random, shutil, signal, subprocess, sys, time
+import json, os, random, signal, subprocess, sys, time
 import httpx, pandas as pd, pytest
 from recnb.config import Settings
 from recnb.data import catalogue_path, current_data, ingested_path, load_movielens
-from conftest import API_KEY, BIN, Server, env_for, recnb
+from conftest import serving_copy, API_KEY, BIN, Server, env_for, recnb
 
 KEY = {'X-API-Key': API_KEY}
 ZORBLAX = dict(item_id=900001, title='Zorblax the Quantum Llama (2031)', genres='Sci-Fi|Comedy', tags='space llama|quantum')
@@ -13,15 +13,7 @@ ZORBLAX = dict(item_id=900001, title='Zorblax the Quantum Llama (2031)', genres=
 @pytest.fixture(scope='module')
 def live(home, tmp_path_factory):
     "`recnb serve` on a copy of the trained home (its catalogue and interactions change here), polling every 0.2 s."
-    root = tmp_path_factory.mktemp('live')
-    h = root/'home'
-    for d in ('models', 'vectors', 'registry', 'cache'): shutil.copytree(home/d, h/d)
-    reg = h/'registry'/'registry.json'
-    reg.write_text(reg.read_text().replace(f'"{home}/', f'"{h}/'))
-    env = env_for(h, RECNB_API_KEY=API_KEY, RECNB_REGISTRY_POLL_SECONDS=0.2, RECNB_MLFLOW_MIRROR=0)
-    ctx = dict(server=Server(env, root/'server.log'), home=h, env=env, root=root)
-    yield ctx
-    ctx['server'].stop()
+    with serving_copy(home, tmp_path_factory.mktemp('live'), RECNB_API_KEY=API_KEY) as ctx: yield ctx
 
 def rec(s, body):
     r = httpx.post(s.url + '/recommend', json=body, timeout=30)

@@ -1,9 +1,9 @@
 """The OpenAPI description is the contract: schemathesis runs every check and every phase (stateful included)
 against `recnb serve`, with and without the API key, and finds nothing."""
-import shutil, subprocess
+import subprocess
 from pathlib import Path
 import pytest
-from conftest import API_KEY, BIN, Server, env_for
+from conftest import copy_home, API_KEY, BIN, Server, env_for
 
 CONFIG = Path(__file__).parent/'schemathesis.toml'
 
@@ -14,9 +14,7 @@ def throwaway(home, tmp_path_factory):
     root = tmp_path_factory.mktemp('contract')
     h, empty = root/'home', root/'no-notebooks'
     empty.mkdir()
-    for d in ('models', 'vectors', 'registry', 'cache'): shutil.copytree(home/d, h/d)
-    reg = h/'registry'/'registry.json'
-    reg.write_text(reg.read_text().replace(f'"{home}/', f'"{h}/'))  # versions' paths point into the copy
+    copy_home(home, h)
     s = Server(env_for(h, RECNB_API_KEY=API_KEY, RECNB_FAULT_INJECTION=1, RECNB_SCHEDULED_DIR=empty, RECNB_MLFLOW_MIRROR=0), root/'server.log')
     yield s, root
     s.stop()

@@ -4,24 +4,16 @@ while `recnb serve` runs. After each kill the next promotion leaves the registry
 production alias in agreement, no acknowledged promotion is lost, and `/recommend` answers with the
 production version, which the service reaches through the alias. The CLI's own promote and rollback run
 before and after."""
-import json, random, shutil, signal, subprocess, time
+import json, random, signal, subprocess, time
 import httpx, pytest
-from conftest import BIN, Server, env_for, recnb
+from conftest import serving_copy, BIN, recnb
 
 KILLS = 30
 
 @pytest.fixture(scope='module')
 def world(home, tmp_path_factory):
     "`recnb serve` on a copy of the trained home (1.0.0 in production, 1.0.1 in validation), polling the registry every 0.2 s."
-    root = tmp_path_factory.mktemp('kills')
-    h = root/'home'
-    for d in ('models', 'vectors', 'registry', 'cache'): shutil.copytree(home/d, h/d)
-    reg = h/'registry'/'registry.json'
-    reg.write_text(reg.read_text().replace(f'"{home}/', f'"{h}/'))
-    env = env_for(h, RECNB_REGISTRY_POLL_SECONDS=0.2, RECNB_MLFLOW_MIRROR=0)
-    s = Server(env, root/'server.log')
-    yield dict(home=h, env=env, server=s, root=root)
-    s.stop()
+    with serving_copy(home, tmp_path_factory.mktemp('kills')) as ctx: yield ctx
 
 def production(w)->tuple[str, str]:
     "The registry's production version and its collection."
