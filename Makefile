@@ -57,10 +57,14 @@ nbtest: install
 pytest: install
 	$(BIN)/python -m pytest tests -q
 
-# JupyterLab on nbs/, with the project's .venv as the kernel "recnb (.venv)".
+# JupyterLab on nbs/, with the project's .venv as the kernel "recnb (.venv)" (installed into the venv, not
+# your home). Headless: it opens no browser and prints the URL with its token. --allow-root only for root.
+LAB_PORT ?= 8888
+LAB_ARGS ?=
 lab: install
-	$(BIN)/python -m ipykernel install --user --name recnb --display-name "recnb (.venv)" >/dev/null
-	$(BIN)/jupyter lab nbs
+	$(BIN)/python -m ipykernel install --sys-prefix --name recnb --display-name "recnb (.venv)" >/dev/null
+	$(BIN)/jupyter lab nbs --no-browser --port $(LAB_PORT) --ServerApp.port_retries=0 \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 # The docs. Quarto builds the site (`.venv/bin/nbdev-docs`, on a machine that has Quarto); this renders
 # an offline preview of the same processed notebooks into _preview/ (open _preview/index.html).
