@@ -13,7 +13,7 @@ import numpy as np, pandas as pd
 from filelock import FileLock
 from .config import Settings
 from .data import (Catalogue, DataValidationError, append_durably, catalogue_path, current_items, data_files,
-                        ingested_path, live_catalogue, title_year, validate_frame)
+                        ingested_path, live_catalogue, standard_columns, title_year, validate_frame)
 from .embeddings import EmbeddingCache, embed, item_texts
 from .live import LiveItems
 from .model import HybridRecommender, item_payload
@@ -41,15 +41,14 @@ def catalogue_ids(settings:Settings)->np.ndarray:
 # %% ../nbs/07_catalogue.ipynb #d3c7d22a
 def _unknown(ids:np.ndarray, known:np.ndarray)->np.ndarray:
     "Positions of `ids` that are not in the sorted `known`."
-    pos = np.searchsorted(known, ids).clip(0, max(len(known)-1, 0))
-    return np.flatnonzero(known[pos] != ids) if len(known) else np.arange(len(ids))
+    return np.flatnonzero(~np.isin(ids, known))
 
 # %% ../nbs/07_catalogue.ipynb #9ac8a785
 _item_cols = ['item_id', 'title', 'genres', 'year', 'tags']
 
 def check_items(df:pd.DataFrame, source='<items>')->pd.DataFrame:
     "`df` validated as catalogue rows (`item_id`, `title`, `genres`, optional `year` and `tags`), typed, each item once."
-    df = df.rename(columns={'movieId': 'item_id', 'itemId': 'item_id'})
+    df = standard_columns(df)
     extra = [c for c in df.columns if c not in _item_cols]
     if extra: raise DataValidationError(source, [(0, extra[0], f"unknown field (an item has {', '.join(_item_cols)})")])
     if not len(df): raise DataValidationError(source, [(0, '-', 'no items')])
@@ -85,11 +84,14 @@ def _log(settings:Settings, entry:dict, actor:str)->dict:
     return e
 
 # %% ../nbs/07_catalogue.ipynb #10904696
+def _text(s:pd.Series)->np.ndarray:
+    "A column as text, missing values as 'None', for comparing rows whatever their dtypes."
+    return s.astype(object).where(s.notna(), None).astype(str).to_numpy()
+
 def _differs(new:pd.DataFrame, old:pd.DataFrame)->np.ndarray:
     "Which rows of `new` differ from the rows of `old` with the same ids (every row of `new` must have one)."
     o = old.set_index('item_id').loc[new.item_id]
-    def col(df, c): return df[c].astype(object).where(df[c].notna(), None).astype(str).to_numpy()
-    return np.any([col(new, c) != col(o, c) for c in ('title', 'genres', 'year', 'tags')], axis=0)
+    return np.any([_text(new[c]) != _text(o[c]) for c in ('title', 'genres', 'year', 'tags')], axis=0)
 
 # %% ../nbs/07_catalogue.ipynb #f87a8b25
 def add_items(settings:Settings, items:pd.DataFrame, # Rows of items, as `check_items` takes them
@@ -129,7 +131,7 @@ _header = (','.join(_cols)+'\n').encode()
 def _check_interactions(settings:Settings, df:pd.DataFrame, source)->pd.DataFrame:
     "`df` validated whole as interactions with catalogue items and timestamps not ahead of the clock."
     if not len(df): raise DataValidationError(source, [(0, '-', 'no interactions')])
-    df = validate_frame(df.rename(columns={'userId': 'user_id', 'movieId': 'item_id', 'itemId': 'item_id'}), 'interactions', source)
+    df = validate_frame(standard_columns(df), 'interactions', source)
     bad = _unknown(df.item_id.to_numpy(np.int64), catalogue_ids(settings))
     if len(bad): raise DataValidationError(source, [(int(i)+1, 'item_id', f"unknown item id {int(df.item_id.iloc[i])} (not in the catalogue)") for i in bad[:100]], len(bad))
     late = np.flatnonzero(df.timestamp.to_numpy(np.int64) > time.time() + 86400)
@@ -150,8 +152,7 @@ def _trained_same(m:HybridRecommender, rows:pd.DataFrame, E:np.ndarray, pos:np.n
     "Which of `rows` (all trained items, at `pos`) are as the model was trained: same embedding, title, genres and year."
     t = m.items.iloc[pos]
     same = (np.asarray(m.text[pos]) == E).all(1)
-    for c in ('title', 'genres', 'year'):
-        same &= t[c].astype(object).where(t[c].notna(), None).astype(str).to_numpy() == rows[c].astype(object).where(rows[c].notna(), None).astype(str).to_numpy()
+    for c in ('title', 'genres', 'year'): same &= _text(t[c]) == _text(rows[c])
     return same
 
 # %% ../nbs/07_catalogue.ipynb #ba162cc6
@@ -197,7 +198,7 @@ def _follow(settings:Settings, m:HybridRecommender, st:dict, cache:EmbeddingCach
     key = _stamp(p)
     if key != st['catalogue']:
         cat = live_catalogue(settings)
-        if cat.revision != m.live.revision or len(cat.withdrawn) != len(m.live.withdrawn):
+        if cat.revision != m.live.revision:  # every change, withdrawals included, is a new revision
             m.set_live(live_items(m, cat, cache or embedding_cache(settings)))
         st['catalogue'], out['revision'] = key, m.live.revision
     q = ingested_path(settings)

@@ -71,8 +71,8 @@ def invalid(e:DataValidationError, key:str)->HTTPException:
 # %% ../nbs/22a_catalogue_routes.ipynb #4430d288
 catalogue = APIRouter(tags=['catalogue'], dependencies=[Depends(require_api_key)], responses=error_responses(400, 401, 503))
 
-async def _change(request:Request, key:str, f, *args)->CatalogueChange:
-    "Run a catalogue change, turning a rejected body into a 422; then apply it to the served model."
+async def _change(request:Request, key:str, f, *args):
+    "Run a change of the catalogue or of the interactions, turning a rejected body into a 422; then apply it to the served model."
     try: c = await run_in_threadpool(f, *args)
     except DataValidationError as e: raise invalid(e, key) from None
     await follow_live(request.app)
@@ -102,7 +102,5 @@ async def events(body:EventsIn, request:Request, s:SettingsDep)->EventsOut:
     "Append interactions durably (all or nothing); the users' next answers use them. Needs the API key."
     now = int(time.time())
     df = pd.DataFrame([dict(e.model_dump(), timestamp=now if e.timestamp is None else e.timestamp) for e in body.events])
-    try: await run_in_threadpool(uc.record_events, s, df)
-    except DataValidationError as e: raise invalid(e, 'events') from None
-    await follow_live(request.app)
+    await _change(request, 'events', uc.record_events, s, df)
     return EventsOut(accepted=len(df), users=int(df.user_id.nunique()))

@@ -18,10 +18,10 @@ import fastjsonschema
 from .config import Settings, _fsync_dir
 
 # %% auto #0
-__all__ = ['log', 'bundled_data_dir', 'data_schema', 'DataValidationError', 'validate_frame', 'read_table', 'title_year',
-           'top_tags', 'load_items', 'load_interactions', 'load_movielens', 'data_files', 'load_data', 'ingested_path',
-           'append_durably', 'complete_lines', 'catalogue_path', 'Catalogue', 'live_catalogue', 'current_items',
-           'current_data', 'fingerprint', 'stratified_split', 'temporal_split']
+__all__ = ['log', 'bundled_data_dir', 'data_schema', 'DataValidationError', 'validate_frame', 'standard_columns', 'read_table',
+           'title_year', 'top_tags', 'load_items', 'load_interactions', 'load_movielens', 'data_files', 'load_data',
+           'ingested_path', 'append_durably', 'complete_lines', 'catalogue_path', 'Catalogue', 'live_catalogue',
+           'current_items', 'current_data', 'fingerprint', 'stratified_split', 'temporal_split']
 
 # %% ../nbs/01_data.ipynb #d292567a
 def bundled_data_dir()->Path:
@@ -232,6 +232,10 @@ def validate_frame(df:pd.DataFrame, # Frame read (as text or typed) from `path`
 
 # %% ../nbs/01_data.ipynb #7fd42b71
 _aliases = {'userId': 'user_id', 'movieId': 'item_id', 'itemId': 'item_id'}
+
+def standard_columns(df:pd.DataFrame)->pd.DataFrame:
+    "`df` with MovieLens's column names (`userId`, `movieId`, `itemId`) renamed to recnb's."
+    return df.rename(columns=_aliases)
 _na = dict(keep_default_na=False, na_values=[''])
 
 # %% ../nbs/01_data.ipynb #b2162105
@@ -270,7 +274,7 @@ def read_table(path, # A .csv or .parquet file
     except (OSError, ValueError, pd.errors.ParserError) as e:
         if isinstance(e, DataValidationError): raise
         raise DataValidationError(path, [(0, '-', f"cannot read: {e}")]) from e
-    return validate_frame(df.rename(columns=_aliases), kind, path, written=written)
+    return validate_frame(standard_columns(df), kind, path, written=written)
 
 # %% ../nbs/01_data.ipynb #de0909cd
 _year_re = re.compile(r'\((\d{4})\)\s*$')

@@ -42,6 +42,21 @@ def hidden(self:LiveItems)->frozenset:
     if h is None: h = self.__dict__['_hidden_ids'] = frozenset(self.ids.tolist()) | self.withdrawn
     return h
 
+@patch(as_prop=True)
+def open(self:LiveItems)->np.ndarray:
+    "Which live items are not withdrawn."
+    o = self.__dict__.get('_open')
+    if o is None: o = self.__dict__['_open'] = ~np.isin(self.ids, np.fromiter(self.withdrawn, np.int64, len(self.withdrawn)))
+    return o
+
+@patch(as_prop=True)
+def unit_text(self:LiveItems)->np.ndarray:
+    "The text embeddings scaled to length 1, for cosine scores."
+    u = self.__dict__.get('_unit_text')
+    if u is None: u = self.__dict__['_unit_text'] = self.text / np.maximum(np.linalg.norm(self.text, axis=1, keepdims=True), 1e-9)
+    return u
+
+
 # %% ../nbs/04b_live.ipynb #895ddb56
 @patch(as_prop=True)
 def titles(self:LiveItems)->dict[int, str]:
@@ -63,7 +78,7 @@ def find(self:LiveItems, ids)->tuple[np.ndarray, np.ndarray]:
 @patch
 def allowed(self:LiveItems, filters:Filters|None=None, exclude=None)->np.ndarray:
     "Which live items may answer: not withdrawn or excluded, and passing `filters`."
-    ok = ~np.isin(self.ids, np.fromiter(self.withdrawn, np.int64, len(self.withdrawn)))
+    ok = self.open.copy()
     if exclude is not None and len(exclude): ok &= ~np.isin(self.ids, np.fromiter(exclude, np.int64, len(exclude)))
     if filters and filters.genres:
         want = set(filters.genres)
@@ -88,8 +103,7 @@ def search(self:LiveItems, using:str, # 'text' or 'hybrid'
     if not len(self): return []
     q = np.asarray(vector, np.float32)
     if using == 'text':
-        V = self.text / np.maximum(np.linalg.norm(self.text, axis=1, keepdims=True), 1e-9)
-        q = q / max(float(np.linalg.norm(q)), 1e-9)
+        V, q = self.unit_text, q / max(float(np.linalg.norm(q)), 1e-9)
     elif using == 'hybrid': V = self.hybrid
     else: raise ValueError(f"live items are searched by 'text' or 'hybrid', not {using!r}")
     return _best(self.ids, V @ q, self.allowed(filters, exclude), k)

@@ -206,16 +206,19 @@ def register(self:Registry, name:str, # Model name
 # %% ../nbs/05b_registry.ipynb #a6c1a267
 _fields = ('metrics', 'params', 'tags', 'data_fingerprint', 'collection', 'path', 'report', 'embedding_model', 'catalogue')
 
-def _set_fields(v:dict, fields:dict):
-    "Set `fields` on version `v`: dicts are merged into the version's (but `mlflow` is replaced), others replaced."
+def _check_fields(fields:dict):
+    "Refuse fields a version does not have."
     bad = set(fields) - set(_fields) - {'mlflow'}
     if bad: raise ValueError(f"unknown version fields: {sorted(bad)}")
+
+def _set_fields(v:dict, fields:dict):
+    "Set `fields` on version `v`: dicts are merged into the version's (but `mlflow` is replaced), others replaced."
     for k,val in fields.items(): v[k] = {**v[k], **val} if isinstance(v.get(k), dict) and isinstance(val, dict) and k!='mlflow' else val
 
 @patch
 def update(self:Registry, name:str, version:str, **fields)->dict:
     "Set metadata fields of a version (metrics, tags, collection, path, report, catalogue, mlflow, ...)."
-    _set_fields({}, {k: None for k in fields})  # refuse unknown fields before taking the lock
+    _check_fields(fields)  # before taking the lock
     with self._txn() as (state, _):
         v = _version(state, name, version); _set_fields(v, fields)
         return deepcopy(v)
@@ -224,7 +227,7 @@ def update(self:Registry, name:str, version:str, **fields)->dict:
 @patch
 def record(self:Registry, name:str, version:str, actor:str='recnb', reason:str='', **fields)->dict:
     "Set metadata fields of a version (as `update`) and log the change, its stage unchanged, in the audit log."
-    _set_fields({}, {k: None for k in fields})
+    _check_fields(fields)
     with self._txn() as (state, audit):
         v = _version(state, name, version); _set_fields(v, fields)
         audit.append(dict(_audit(name, version, v['stage'], v['stage'], actor, reason), fields=sorted(fields)))
@@ -257,7 +260,8 @@ def promote(self:Registry, name:str, version:str, actor:str='recnb', reason:str=
         if store is not None: self.reconcile(name, store)  # finish what a killed promotion left half done
         with self._txn() as (state, audit):
             m, v = _model(state, name), _version(state, name, version)
-            if v['stage'] != 'production':
+            moved = v['stage'] != 'production'  # already in production: reconciled above, nothing to move
+            if moved:
                 if 'production' not in LEGAL[v['stage']]: raise IllegalTransition(version, v['stage'], 'production')
                 old = m['production']
                 if old:
@@ -266,7 +270,7 @@ def promote(self:Registry, name:str, version:str, actor:str='recnb', reason:str=
                 audit.append(_audit(name, version, v['stage'], 'production', actor, reason))
                 v['stage'], v['deployed_at'], m['production'] = 'production', _now(), version
             e = deepcopy(v)
-        if store is not None and e.get('collection'): _move_alias(store, name, e['collection'])  # after the registry: the truth first
+        if moved and store is not None and e.get('collection'): _move_alias(store, name, e['collection'])  # after the registry: the truth first
         return e
 
 # %% ../nbs/05b_registry.ipynb #3832ddba
@@ -283,7 +287,7 @@ def reconcile(self:Registry, name:str, store)->dict|None:
     with self.lock:
         m = self._read()['models'].get(check_name(name))
         want = m and m['production'] and m['versions'][m['production']].get('collection')
-        if not want: return None
+        if not want or not store.has_collection(want): return None  # nothing to point at yet
         alias = alias_name(name)
         was = store.get_alias(alias)
         if was == want: return None

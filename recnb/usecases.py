@@ -188,10 +188,10 @@ def production_model(settings:Settings|None, store, registry:Registry|None=None,
     reg = _registry(s, registry)
     try: e = reg.production(s.model_name)
     except NotFound: return None
-    if e is not None and e.get('collection') and store.has_collection(e['collection']): reg.reconcile(s.model_name, store)
+    reg.reconcile(s.model_name, store)
     if e is None or e['version'] == unless: return None
     m = attached(s, HybridRecommender.load(e['path']), store)  # indexes a missing collection first
-    reg.reconcile(s.model_name, store)
+    reg.reconcile(s.model_name, store)  # again: the collection may have just been indexed
     served = store.get_alias(alias_name(s.model_name)) if hasattr(store, 'get_alias') else None
     if served is not None and served != m.collection:  # promoted again meanwhile: the next poll loads that one
         raise Unavailable(f"the production alias names {served}, not {m.collection} of {e['version']}: the registry changed while loading")
@@ -298,9 +298,12 @@ def _share(s:Settings, store, e:dict, restored=())->int:
     L, r = cat.live_items(m, live_catalogue(s), embedding_cache(s)), m.item_out.shape[1]
     if len(L): store.upsert(m.collection, L.ids, dict(text=L.text, cf=L.hybrid[:, :r], hybrid=L.hybrid),
                             [dict(p, withdrawn=i in L.withdrawn) for i, p in zip(L.ids.tolist(), L.payloads)])
-    trained = lambda ids: [i for i in ids if i in set(m.item_ids[np.searchsorted(m.item_ids, ids).clip(0, m.n_items-1)].tolist()) and i not in set(L.ids.tolist())]
-    if (w := trained(sorted(L.withdrawn))): store.set_payload(m.collection, w, dict(withdrawn=True))
-    if (b := trained([i for i in restored if i not in L.withdrawn])): store.set_payload(m.collection, b, dict(withdrawn=False))
+    def trained(ids):  # trained items, whose points were not written above
+        ids = np.asarray(sorted(ids), np.int64)
+        return ids[np.isin(ids, m.item_ids) & ~np.isin(ids, L.ids)]
+    w, b = trained(L.withdrawn), trained(set(restored) - L.withdrawn)
+    if len(w): store.set_payload(m.collection, w, dict(withdrawn=True))
+    if len(b): store.set_payload(m.collection, b, dict(withdrawn=False))
     return len(L) + len(w) + len(b)
 
 # %% ../nbs/16_usecases.ipynb #8c88d65d
@@ -310,7 +313,7 @@ def _changed(s:Settings, r:dict, actor:str, store, registry:Registry|None, resto
     try: e = reg.production(s.model_name)
     except NotFound: e = None
     c = CatalogueChange(**r)
-    if e is None or r.get('unchanged', 0) and not (r.get('added') or r.get('changed')): return c
+    if e is None or not (c.added or c.changed or c.items): return c  # nothing logged: nothing to record
     what = ', '.join(f"{r[k]} {k}" for k in ('added', 'changed', 'withdrawn') if r.get(k)) or f"{r.get('items', 0)} items"
     reg.record(s.model_name, e['version'], actor, f"catalogue revision {c.revision}: {what}", catalogue=dict(c.model_dump(exclude={'model_version', 'shared_points'}), time=cat._now()))
     with _opened(s, store) as st: c.shared_points = _share(s, st, e, restored)
