@@ -28,7 +28,7 @@ from .vectorstore import Filters
 from .observability import Observer, _request_id, log
 
 # %% auto #0
-__all__ = ['HTTP_STATUS', 'SettingsDep', 'RegistryDep', 'StoreDep', 'ModelDep', 'ObserverDep', 'FaultLatencyDep',
+__all__ = ['IdIn', 'HTTP_STATUS', 'SettingsDep', 'RegistryDep', 'StoreDep', 'ModelDep', 'ObserverDep', 'FaultLatencyDep',
            'api_key_header', 'NAME_PATTERN', 'VERSION_PATTERN', 'JOB_ID_PATTERN', 'NameParam', 'VersionParam',
            'JobIdParam', 'recommendations', 'operations', 'faults', 'FiltersIn', 'RecommendRequest', 'ErrorOut',
            'error_responses', 'RecItem', 'RecommendResponse', 'error_response', 'get_settings_dep', 'get_registry',
@@ -51,14 +51,18 @@ class FiltersIn(BaseModel):
 
     def to_filters(self): return Filters(self.genres or None, self.year_min, self.year_max)  # the model matches genres case-insensitively
 
+# %% ../nbs/21_api.ipynb #149c7bdc
+IdIn = Annotated[Annotated[int, Field(ge=0, le=2**63 - 1)] | Annotated[str, Field(min_length=1, max_length=256)],
+                 Field(description="An id as the data names it: a whole number, or a string such as a SKU or a UUID", examples=[1, 'BK1306'])]
+
 # %% ../nbs/21_api.ipynb #ae670c18
 class RecommendRequest(BaseModel):
     "Whom to recommend for (exactly one of `user_id`, `items`, `query`) and how."
     model_config = ConfigDict(extra='forbid', strict=True, json_schema_extra={
         'examples': [{'user_id': 1, 'k': 10}, {'query': 'animated movie about toys', 'k': 5}],
         'oneOf': [{'required': [n], 'properties': {n: {'not': {'type': 'null'}}}} for n in ('user_id', 'items', 'query')]})  # `_one` as a schema
-    user_id:int|None = Field(None, ge=0, description="A user's id; unknown users get popular items (`cold_start`)")
-    items:list[Annotated[int, Field(ge=0, le=2**63 - 1)]]|None = Field(None, min_length=1, max_length=1000, description="Ids of items the user likes")  # ids are int64
+    user_id:IdIn|None = Field(None, description="A user's id; unknown users get popular items (`cold_start`)")
+    items:list[IdIn]|None = Field(None, min_length=1, max_length=1000, description="Ids of items the user likes")
     query:str|None = Field(None, min_length=1, max_length=1000, description="Free text, e.g. 'animated movie about toys'")
     k:int = Field(10, ge=1, le=100, description="Number of items to return")
     filters:FiltersIn|None = None
@@ -88,7 +92,7 @@ def error_responses(*codes:int)->dict:
 # %% ../nbs/21_api.ipynb #5f4a1fc1
 class RecItem(BaseModel):
     "One recommended item."
-    item_id:int; title:str; score:float; cold_start:bool
+    item_id:int|str = Field(description="The item's id, as the data names it"); title:str; score:float; cold_start:bool
 
 # %% ../nbs/21_api.ipynb #a9219c00
 class RecommendResponse(BaseModel):
@@ -165,7 +169,7 @@ def _load_production(app)->HybridRecommender|None:
     s, reg, cur = app.state.settings, app.state.registry, app.state.model
     m = uc.production_model(s, app.state.store, reg, unless=cur and cur.version)  # several workers: one indexes a missing collection
     if m is None: return None
-    m.recommend(user_id=int(m.user_ids[0]), k=1); m.recommend(user_id=-1, k=1)  # open the shard, fill caches
+    m.recommend(user_id=m.ids.users.external(m.user_ids[:1])[0], k=1); m.recommend(user_id=-1, k=1)  # open the shard, fill caches
     load_encoder()
     return m
 
@@ -219,9 +223,9 @@ async def recommend(body:RecommendRequest, request:Request, response:Response, m
     kw = dict(user_id=body.user_id, items=body.items, query=body.query, k=body.k,
               filters=body.filters.to_filters() if body.filters else None, exclude_seen=body.exclude_seen)
     try: recs = await run_in_threadpool(m.recommend, **kw) if body.query is not None else m.recommend(**kw)
-    except ValueError as e:  # unknown item ids, a query of blanks: the request's fault, named by field
-        field = 'items' if isinstance(e, UnknownItems) or body.items is not None else 'query' if body.query is not None else 'user_id'
-        raise HTTPException(422, [{'loc': ['body', field], 'msg': str(e), 'type': 'value_error'}]) from e
+    except ValueError as e:  # unknown item ids or genres, a query of blanks: the request's fault, named by field
+        field = getattr(e, 'field', None) or ('items' if isinstance(e, UnknownItems) or body.items is not None else 'query' if body.query is not None else 'user_id')
+        raise HTTPException(422, [{'loc': ['body', *field.split('.')], 'msg': str(e), 'type': 'value_error'}]) from e
     except Exception as e:
         why = await run_in_threadpool(_unavailable, m, store)
         if why: raise HTTPException(503, why) from e

@@ -14,6 +14,7 @@ from filelock import FileLock
 from .config import Settings
 from .data import (Catalogue, DataValidationError, append_durably, catalogue_path, current_items, data_files,
                         ingested_path, live_catalogue, standard_columns, title_year, validate_frame)
+from .ids import id_maps, show_id
 from .embeddings import EmbeddingCache, embed, item_texts
 from .live import LiveItems
 from .model import HybridRecommender, item_payload
@@ -55,7 +56,7 @@ def check_items(df:pd.DataFrame, source='<items>')->pd.DataFrame:
     if 'genres' in df: df = df.assign(genres=df.genres.where(df.genres.notna(), ''))  # an empty cell: no genres
     out = validate_frame(df, 'items', source).reset_index(drop=True)
     dup = np.flatnonzero(out.item_id.duplicated().to_numpy())
-    if len(dup): raise DataValidationError(source, [(int(j)+1, 'item_id', f"duplicate item id {int(out.item_id[j])} (name each item once)") for j in dup[:100]], len(dup))
+    if len(dup): raise DataValidationError(source, [(int(j)+1, 'item_id', f"duplicate item id {show_id(out.item_id[j])} (name each item once)") for j in dup[:100]], len(dup))
     if 'year' not in out or out.year.isna().all():  # from the title, when it names a year the schema allows
         out['year'] = out.title.map(lambda t: y if (y := title_year(t)) is not None and 1800 <= y <= 2100 else None)
     out['year'] = out.year.astype('Int64')
@@ -98,6 +99,9 @@ def add_items(settings:Settings, items:pd.DataFrame, # Rows of items, as `check_
               actor:str='recnb', source='<items>')->dict:
     "Add or change items of the catalogue (all or nothing); counts, what was embedded, and the revision."
     df = check_items(items, source)
+    ids = id_maps(settings).items
+    if len(bad := ids.refused(df.item_id)): raise DataValidationError(source, [(int(j)+1, 'item_id', ids.refusal(df.item_id[j])) for j in bad[:100]], len(bad))
+    df = df.assign(item_id=ids.assign(df.item_id))  # recnb's ids; a new string id is numbered here
     cur = current_items(settings)
     known = df.item_id.isin(cur.item_id).to_numpy()
     changed = np.zeros(len(df), bool); changed[known] = _differs(df[known], cur)
@@ -109,15 +113,17 @@ def add_items(settings:Settings, items:pd.DataFrame, # Rows of items, as `check_
 
 # %% ../nbs/07_catalogue.ipynb #f0fa9e9b
 def _flag(settings:Settings, op:str, item_ids, actor:str, source)->dict:
-    ids = np.unique(np.asarray(item_ids, np.int64))
-    if not len(ids): raise DataValidationError(source, [(0, 'item_ids', 'no item ids')])
-    bad = _unknown(ids, catalogue_ids(settings))
-    if len(bad): raise DataValidationError(source, [(0, 'item_ids', f"unknown item id {int(ids[bad[0]])} (not in the catalogue)")], len(bad))
+    ext = list(item_ids)
+    if not len(ext): raise DataValidationError(source, [(0, 'item_ids', 'no item ids')])
+    ids = id_maps(settings).items.lookup(ext)
+    bad = _unknown(ids, catalogue_ids(settings))  # -1, an id the map does not hold, is in no catalogue
+    if len(bad): raise DataValidationError(source, [(0, 'item_ids', f"unknown item id {show_id(ext[bad[0]])} (not in the catalogue)")], len(bad))
+    ids = np.unique(ids)
     e = _log(settings, dict(op=op, item_ids=ids.tolist()), actor)
-    return dict(revision=e['revision'], items=len(ids), withdrawn=len(live_catalogue(settings).withdrawn))
+    return dict(revision=e['revision'], items=len(ids), withdrawn=len(live_catalogue(settings).withdrawn), ids=ids.tolist())
 
 def withdraw_items(settings:Settings, item_ids, actor:str='recnb', source='<item ids>')->dict:
-    "Keep items out of every answer until they are restored; the revision and how many are withdrawn now."
+    "Keep items out of every answer until they are restored; the revision, how many are withdrawn now, and recnb's ids of `item_ids`."
     return _flag(settings, 'withdraw', item_ids, actor, source)
 
 def restore_items(settings:Settings, item_ids, actor:str='recnb', source='<item ids>')->dict:
@@ -129,14 +135,17 @@ _cols = ['user_id', 'item_id', 'rating', 'timestamp']
 _header = (','.join(_cols)+'\n').encode()
 
 def _check_interactions(settings:Settings, df:pd.DataFrame, source)->pd.DataFrame:
-    "`df` validated whole as interactions with catalogue items and timestamps not ahead of the clock."
+    "`df` validated whole as interactions with catalogue items and timestamps not ahead of the clock, with recnb's ids (new users numbered)."
     if not len(df): raise DataValidationError(source, [(0, '-', 'no interactions')])
     df = validate_frame(standard_columns(df), 'interactions', source)
-    bad = _unknown(df.item_id.to_numpy(np.int64), catalogue_ids(settings))
-    if len(bad): raise DataValidationError(source, [(int(i)+1, 'item_id', f"unknown item id {int(df.item_id.iloc[i])} (not in the catalogue)") for i in bad[:100]], len(bad))
+    maps = id_maps(settings)
+    items = maps.items.lookup(df.item_id)
+    bad = _unknown(items, catalogue_ids(settings))
+    if len(bad): raise DataValidationError(source, [(int(i)+1, 'item_id', f"unknown item id {show_id(df.item_id.iloc[i])} (not in the catalogue)") for i in bad[:100]], len(bad))
+    if len(bad := maps.users.refused(df.user_id)): raise DataValidationError(source, [(int(i)+1, 'user_id', maps.users.refusal(df.user_id.iloc[i])) for i in bad[:100]], len(bad))
     late = np.flatnonzero(df.timestamp.to_numpy(np.int64) > time.time() + 86400)
     if len(late): raise DataValidationError(source, [(int(i)+1, 'timestamp', f"{int(df.timestamp.iloc[i])} is more than a day in the future") for i in late[:100]], len(late))
-    return df
+    return df.assign(user_id=maps.users.assign(df.user_id), item_id=items)
 
 # %% ../nbs/07_catalogue.ipynb #98d21d12
 def append_interactions(settings:Settings, df:pd.DataFrame, # `user_id`, `item_id`, `rating`, `timestamp` (MovieLens names accepted)

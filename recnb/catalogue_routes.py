@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .data import DataValidationError
 from . import usecases as uc
 from .usecases import CatalogueChange
-from .api import RegistryDep, SettingsDep, StoreDep, error_responses, follow_live, require_api_key
+from .api import IdIn, RegistryDep, SettingsDep, StoreDep, error_responses, follow_live, require_api_key
 
 # %% auto #0
 __all__ = ['catalogue', 'ItemIn', 'ItemsIn', 'ItemIdsIn', 'EventIn', 'EventsIn', 'EventsOut', 'invalid', 'add_items',
@@ -25,7 +25,7 @@ __all__ = ['catalogue', 'ItemIn', 'ItemsIn', 'ItemIdsIn', 'EventIn', 'EventsIn',
 class ItemIn(BaseModel):
     "One catalogue item, new or changed."
     model_config = ConfigDict(extra='forbid', strict=True)
-    item_id:int = Field(ge=0, le=2**63-1, examples=[900001])
+    item_id:IdIn = Field(examples=[900001, 'BK9001'])
     title:str = Field(min_length=1, max_length=1000, examples=['Zorblax the Quantum Llama (2031)'])
     genres:str = Field('', max_length=1000, description="Genres separated by '|'", examples=['Sci-Fi|Comedy'])
     year:int|None = Field(None, ge=1800, le=2100, description="Release year; taken from the title when absent")
@@ -41,17 +41,18 @@ class ItemsIn(BaseModel):
 class ItemIdsIn(BaseModel):
     "Items to withdraw or restore, and who asks."
     model_config = ConfigDict(extra='forbid', strict=True)
-    item_ids:list[Annotated[int, Field(ge=0, le=2**63-1)]] = Field(min_length=1, max_length=10_000, examples=[[1]])
+    item_ids:list[IdIn] = Field(min_length=1, max_length=10_000, examples=[[1]])
     actor:str = Field('api', max_length=200)
 
 # %% ../nbs/22a_catalogue_routes.ipynb #0e48e986
 class EventIn(BaseModel):
     "One interaction: who, what, how much they liked it, when."
     model_config = ConfigDict(extra='forbid', strict=True)
-    user_id:int = Field(ge=0, le=2**63-1, examples=[1])
-    item_id:int = Field(ge=0, le=2**63-1, examples=[1])
+    user_id:IdIn = Field(examples=[1, 'reader-17'])
+    item_id:IdIn = Field(examples=[1, 'BK1306'])
     rating:float = Field(1., ge=0, le=5, description="Explicit rating (0-5); 1 for implicit feedback")
-    timestamp:int|None = Field(None, ge=0, le=2**62, description="Seconds since the Unix epoch; default: when the event is received")
+    timestamp:Annotated[int, Field(ge=0, le=2**62)]|Annotated[str, Field(min_length=1, max_length=64)]|None = Field(None,
+        description="Seconds or milliseconds since the Unix epoch, or an ISO 8601 time with a zone (2023-01-01T00:46:50Z); default: when the event is received")
 
 class EventsIn(BaseModel):
     "Interactions to append, in order."

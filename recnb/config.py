@@ -6,15 +6,17 @@ Docs: https://recnb.github.io/recnb/config.html.md"""
 
 # %% ../nbs/00_config.ipynb #c0281084
 from __future__ import annotations
-import os, re, tempfile
+import logging, os, re, tempfile
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from pydantic import SecretStr, field_validator
+from pydantic import PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # %% auto #0
-__all__ = ['check_name', 'Settings', 'get_settings', 'atomic_write']
+__all__ = ['log', 'check_name', 'name_of_data', 'Settings', 'with_data_dir', 'name_source', 'get_settings', 'atomic_write',
+           'append_durably', 'complete_lines']
 
 # %% ../nbs/00_config.ipynb #a63823ca
 _name_re = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
@@ -26,6 +28,14 @@ def check_name(name:str # A model or collection name
         raise ValueError(f"invalid name {name!r}: use letters, digits, '_', '-' or '.', at most 64 characters, no '..'")
     return name
 
+# %% ../nbs/00_config.ipynb #942e2b26
+def name_of_data(data_dir # A data directory; None for the bundled MovieLens
+                )->str:
+    "The model name a data directory gives when `RECNB_MODEL_NAME` is unset: its name, made a valid name."
+    if data_dir is None: return 'movielens'
+    n = re.sub(r'\.{2,}', '.', re.sub(r'[^A-Za-z0-9_.-]+', '-', Path(data_dir).resolve().name)).lstrip('_.-')[:64]
+    return n or 'recnb'
+
 # %% ../nbs/00_config.ipynb #21799469
 class _CoreSettings(BaseSettings):
     "The first part of `Settings`: where recnb keeps things, how the service runs, MLflow and the logs."
@@ -34,7 +44,7 @@ class _CoreSettings(BaseSettings):
     qdrant_url: str|None = None  # Qdrant server or cluster URL; None uses the embedded store
     qdrant_api_key: SecretStr|None = None  # API key for the Qdrant server
     embedded_backend: Literal['edge', 'local'] = 'edge'  # Embedded vector store engine
-    model_name: str = 'movielens'  # Name the model is stored and served under
+    model_name: str|None = None  # Name the model is stored and served under; None: the data directory's name (`movielens` for the bundled data)
     data_dir: Path|None = None  # Training data; None means the bundled MovieLens ml-latest-small
     api_key: SecretStr|None = None  # Key required by mutating endpoints
     host: str = '127.0.0.1'  # Where `recnb serve` listens
@@ -47,9 +57,16 @@ class _CoreSettings(BaseSettings):
     log_max_bytes: int = 10_000_000  # Size at which the log file rotates
     log_backups: int = 5  # Rotated log files kept
 
+    _name_given: bool = PrivateAttr(True)  # False when `model_name` was taken from the data directory
+
     @field_validator('model_name')
     @classmethod
-    def _check_name(cls, v): return check_name(v)
+    def _check_name(cls, v): return v if v is None else check_name(v)
+
+    @model_validator(mode='after')
+    def _default_name(self):
+        if self.model_name is None: self.model_name, self._name_given = name_of_data(self.data_dir), False
+        return self
 
 # %% ../nbs/00_config.ipynb #4b9f619b
 class Settings(_CoreSettings):
@@ -76,6 +93,19 @@ class Settings(_CoreSettings):
     train_memory_gb: float|None = None  # Memory training may use, in GB; None: 70% of the machine's (or container's) memory
     spark_master: str|None = None  # Spark master URL (`spark://host:7077`, `local[2]`); set, training runs on Spark
     spark_conf: dict[str, str] = {}  # Extra Spark configuration, e.g. {"spark.executor.memory": "8g"}
+
+# %% ../nbs/00_config.ipynb #3415c580
+def with_data_dir(settings:Settings, data_dir)->Settings:
+    "`settings` reading `data_dir`; a model name taken from the old data directory is taken from the new one."
+    data_dir = None if data_dir is None else Path(data_dir)  # `model_copy` does not validate
+    upd = {'data_dir': data_dir} | ({} if settings._name_given else {'model_name': name_of_data(data_dir)})
+    return settings.model_copy(update=upd)
+
+def name_source(settings:Settings)->str:
+    "Where the model's name comes from and how to change it, in words."
+    if settings._name_given: return "set by RECNB_MODEL_NAME"
+    where = 'the bundled MovieLens data' if settings.data_dir is None else f"the data directory {settings.data_dir}"
+    return f"named after {where}; set RECNB_MODEL_NAME to choose another name"
 
 # %% ../nbs/00_config.ipynb #342f422d
 def _sub(name):
@@ -113,3 +143,46 @@ def atomic_write(path:Path, data:str|bytes):
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
     _fsync_dir(path.parent)
+
+# %% ../nbs/00_config.ipynb #30681bba
+log = logging.getLogger('recnb.files')
+
+def _complete_size(f, size:int)->int:
+    "The size of the file's complete lines: up to and including its last newline."
+    pos = size
+    while pos > 0:
+        n = min(65536, pos); f.seek(pos-n); block = f.read(n)
+        j = block.rfind(b'\n')
+        if j >= 0: return pos-n+j+1
+        pos -= n
+    return 0
+
+# %% ../nbs/00_config.ipynb #d53af422
+def append_durably(path:Path, data:bytes, # Whole lines
+                   header:bytes=b'' # Written first when the file is new (or held only an unfinished line)
+                  )->int:
+    "Append `data` to `path` and fsync it, cutting off an unfinished last line first; the file's new size. Hold the file's lock."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with open(path, 'a+b') as f:
+        size = f.seek(0, 2)
+        keep = _complete_size(f, size) if size else 0
+        if keep < size:
+            log.warning("%s: cut off an unfinished last line (%d bytes) left by an interrupted append", path, size-keep)
+            f.truncate(keep)
+        f.write((header if keep == 0 else b'') + data); f.flush(); os.fsync(f.fileno())
+        size = f.tell()
+    if new: _fsync_dir(path.parent)
+    return size
+
+# %% ../nbs/00_config.ipynb #dfc6dbfe
+@contextmanager
+def complete_lines(path:Path):
+    "`path`, or when its last line is unfinished (an append cut short), a temporary copy without it."
+    path = Path(path)
+    with open(path, 'rb') as f: size = f.seek(0, 2); keep = _complete_size(f, size) if size else 0
+    if keep == size: yield path; return
+    with tempfile.TemporaryDirectory() as d:
+        cp = Path(d)/path.name
+        with open(path, 'rb') as src, open(cp, 'wb') as dst: dst.write(src.read(keep))
+        yield cp

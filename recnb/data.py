@@ -12,16 +12,17 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from importlib.resources import files
 from .errors import InvalidInput
+from .ids import id_maps, integer_ids, show_id
 from pathlib import Path
 import numpy as np, pandas as pd
 import fastjsonschema
-from .config import Settings, _fsync_dir
+from .config import Settings, _fsync_dir, append_durably, complete_lines
 
 # %% auto #0
-__all__ = ['log', 'bundled_data_dir', 'data_schema', 'DataValidationError', 'validate_frame', 'standard_columns', 'read_table',
-           'title_year', 'top_tags', 'load_items', 'load_interactions', 'load_movielens', 'data_files', 'load_data',
-           'ingested_path', 'append_durably', 'complete_lines', 'catalogue_path', 'Catalogue', 'live_catalogue',
-           'current_items', 'current_data', 'fingerprint', 'stratified_split', 'temporal_split']
+__all__ = ['MS_FROM', 'bundled_data_dir', 'data_schema', 'DataValidationError', 'to_seconds', 'validate_frame',
+           'standard_columns', 'read_table', 'title_year', 'top_tags', 'load_items', 'load_interactions',
+           'load_movielens', 'data_files', 'load_data', 'ingested_path', 'catalogue_path', 'Catalogue',
+           'live_catalogue', 'current_items', 'current_data', 'fingerprint', 'stratified_split', 'temporal_split']
 
 # %% ../nbs/01_data.ipynb #d292567a
 def bundled_data_dir()->Path:
@@ -41,7 +42,8 @@ class DataValidationError(InvalidInput):
         self.path,self.errors,self.total = str(path),errors,total or len(errors)
         row,field,msg = errors[0]
         more = f" ({self.total-1} more bad rows)" if self.total>1 else ""
-        super().__init__(f"{self.path}: row {row}, field '{field}': {msg}{more}")
+        where = '' if (row, field) == (0, '-') else f"row {row}, field '{field}': "  # '-': the whole file
+        super().__init__(f"{self.path}: {where}{msg}{more}")
 
 # %% ../nbs/01_data.ipynb #e62a8d49
 def _types(typ)->list:
@@ -63,10 +65,15 @@ def _text_numbers(s:pd.Series)->pd.Series:
     return pd.Series(vals[codes], index=s.index)
 
 # %% ../nbs/01_data.ipynb #0443472e
+def _id_type(typ)->bool:
+    "Is `typ` an id's type: integer or string?"
+    return set(_types(typ)) - {'null'} == {'integer', 'string'}
+
 def _numbers(s:pd.Series, typ)->pd.Series|None:
-    "`s` as numbers (NaN where a value is not one) if `typ` is a number type, else None."
+    "`s` as numbers (NaN where a value is not one) if `typ` is a number type, else None; an id column only if it holds numbers."
     if _main_type(typ) not in ('integer', 'number'): return None
     if s.dtype.kind in 'iuf': return s
+    if _id_type(typ): return None
     return _text_numbers(s) if pd.api.types.infer_dtype(s, skipna=True)=='string' else pd.to_numeric(s, errors='coerce')
 
 # %% ../nbs/01_data.ipynb #48c7adcf
@@ -124,13 +131,13 @@ def _check_rows(df:pd.DataFrame, # The schema's columns of a frame
 
 # %% ../nbs/01_data.ipynb #7cc229e5
 def _one_type(prop:dict)->bool:
-    "Is the property's type integer, number or string, with or without null?"
+    "Is the property's type integer, number or string, with or without null, or an id's (integer or string)?"
     ts = set(_types(prop.get('type')))
-    return len(ts-{'null'})==1 and ts <= {'integer', 'number', 'string', 'null'}
+    return ts <= {'integer', 'number', 'string', 'null'} and (len(ts-{'null'})==1 or _id_type(prop.get('type')))
 
 # %% ../nbs/01_data.ipynb #ab9b5194
 _object_keys = {'type', 'required', 'properties', 'title', 'description', '$comment'}
-_column_keys = {'type', 'minimum', 'maximum', 'minLength', 'title', 'description', '$comment', 'examples'}
+_column_keys = {'type', 'minimum', 'maximum', 'minLength', 'maxLength', 'title', 'description', '$comment', 'examples'}
 
 def _vectorisable(sch:dict)->bool:
     "Can the column checks express every rule of the object schema `sch`?"
@@ -147,9 +154,10 @@ def _plain(s:pd.Series)->bool:
 
 # %% ../nbs/01_data.ipynb #606a3d3e
 def _text_ok(s:pd.Series, prop:dict)->np.ndarray:
-    "Which values of `s` are text of at least `minLength` characters (`_plain` object columns hold only text)."
+    "Which values of `s` are text of `minLength` to `maxLength` characters (`_plain` object columns hold only text)."
     ok = s.notna().to_numpy() & (s.dtype.kind=='O')
     if 'minLength' in prop and ok.any(): ok &= (s.str.len() >= prop['minLength']).to_numpy(bool, na_value=False)
+    if 'maxLength' in prop and ok.any(): ok &= (s.str.len() <= prop['maxLength']).to_numpy(bool, na_value=False)
     return ok
 
 # %% ../nbs/01_data.ipynb #7b49f8d6
@@ -210,6 +218,64 @@ def _shown(df:pd.DataFrame, errs:list, written=None)->list:
     if written and typed: vals.update(zip(typed, written(typed)))
     return [(i+1, f, f"{m} (got {vals.get((i,f))!r})") for i,f,m in errs]
 
+# %% ../nbs/01_data.ipynb #8bb4a913
+MS_FROM = 10**11  # A number of times at least this large is in milliseconds
+
+def _epoch_seconds(num:pd.Series)->pd.Series:
+    "Numbers as seconds: whole ones of `MS_FROM` or more divided by 1000, the others as they are."
+    ms = num >= MS_FROM
+    if num.dtype.kind == 'f': ms &= num % 1 == 0
+    return num.where(~ms, num // 1000) if ms.any() else num
+
+# %% ../nbs/01_data.ipynb #206a4dbd
+_zone_re = re.compile(r'(?:Z|[+-]\d{2}(?::?\d{2})?)$', re.I)
+
+def _iso_seconds(text:pd.Series # Text values, none missing
+                )->tuple[pd.Series, pd.Series]:
+    "Seconds since the epoch of ISO 8601 times with a zone (NaN where not one), and what is wrong with each bad one ('' for a good one)."
+    uniq = pd.Series(pd.unique(text), dtype=object)
+    dt = pd.to_datetime(uniq, format='ISO8601', utc=True, errors='coerce')
+    zoned = uniq.str.contains(_zone_re).to_numpy(bool)
+    sec = ((dt - pd.Timestamp(0, tz='UTC')) // pd.Timedelta(seconds=1)).astype(float).where(zoned)
+    why = np.where(dt.isna(), 'is not a time', np.where(zoned, '', 'has no time zone'))
+    pos = pd.Index(uniq).get_indexer(text)
+    return pd.Series(sec.to_numpy()[pos], index=text.index), pd.Series(why[pos], index=text.index)
+
+# %% ../nbs/01_data.ipynb #50feb09b
+_time_hint = "give seconds or milliseconds since the Unix epoch, or an ISO 8601 time with a zone, such as 2023-01-01T00:46:50Z"
+
+def _as_int(num:pd.Series)->pd.Series:
+    "`num` as int64 when every value is a whole number, else as it is."
+    return num.astype('int64') if num.dtype.kind == 'f' and num.notna().all() and (num % 1 == 0).all() else num
+
+def to_seconds(s:pd.Series, # A column of times as read: numbers, or text
+               path='<frame>' # File name used in messages
+              )->pd.Series:
+    "Times as seconds since the Unix epoch (int64 when all are whole); `DataValidationError` naming each row whose text is no time."
+    if s.dtype.kind in 'iuf': return _as_int(_epoch_seconds(s))
+    text = s.map(lambda v: isinstance(v, str)).to_numpy(bool)
+    num = pd.to_numeric(s.where(~text, None), errors='coerce').astype(float)
+    if text.any(): num[text] = _text_numbers(s[text]).to_numpy(float)
+    iso = text & num.isna().to_numpy()
+    if iso.any():
+        sec, why = _iso_seconds(s[iso])
+        errs = [(i+1, 'timestamp', f"{s.iloc[i]!r} {w}: {_time_hint}") for i, w in zip(np.flatnonzero(iso).tolist(), why.tolist()) if w]
+        if errs: raise DataValidationError(path, errs[:100], len(errs))
+        num[iso] = sec.to_numpy()
+    out = _as_int(_epoch_seconds(num))
+    odd = s.notna().to_numpy() & num.isna().to_numpy()  # neither a number nor text (a boolean, say): the schema reports it
+    if odd.any(): out = out.astype(object); out[odd] = s[odd]
+    return out
+
+# %% ../nbs/01_data.ipynb #3780818a
+_id_cols = ('user_id', 'item_id')
+
+def _normalised(df:pd.DataFrame, kind:str, path)->pd.DataFrame:
+    "`df` with id columns of plain integers written as text made numbers, and times (interactions) as seconds."
+    upd = {c: ints for c in _id_cols if c in df and df[c].dtype.kind == 'O' and (ints := integer_ids(df[c])) is not None}
+    if kind == 'interactions' and 'timestamp' in df: upd['timestamp'] = to_seconds(df['timestamp'], path)
+    return df.assign(**upd) if upd else df
+
 # %% ../nbs/01_data.ipynb #94d0fc33
 _kinds = {'interactions', 'items'}
 
@@ -224,6 +290,7 @@ def validate_frame(df:pd.DataFrame, # Frame read (as text or typed) from `path`
     sch = data_schema()['$defs'][kind]
     missing = [c for c in sch['required'] if c not in df.columns]
     if missing: raise DataValidationError(path, [(0, missing[0], f"missing required column (header has {list(df.columns)})")], len(missing))
+    df = _normalised(df, kind, path)
     cols = [c for c in sch['properties'] if c in df.columns]
     check = _check_columns if _vectorisable(sch) and all(_plain(df[c]) for c in cols) else _check_rows
     out, errs, total = check(df[cols], kind, max_errors)
@@ -240,14 +307,15 @@ _na = dict(keep_default_na=False, na_values=[''])
 
 # %% ../nbs/01_data.ipynb #b2162105
 def _read_csv(path, kind:str)->pd.DataFrame:
-    "Read a CSV file with number columns typed by pandas' parser and text columns as text (all as text for the per-row path)."
+    "Read a CSV file with number columns typed by pandas' parser and text and id columns as text (all as text for the per-row path)."
     sch = data_schema()['$defs'].get(kind, {})
     if not _vectorisable(sch): return pd.read_csv(path, dtype=str, **_na)
-    def typ(c): return _main_type(sch['properties'].get(_aliases.get(c, c), {}).get('type'))
+    def typ(c): return sch['properties'].get(_aliases.get(c, c), {}).get('type')
+    text = [c for c in [*sch['properties'], *_aliases] if _main_type(typ(c))=='string' or _id_type(typ(c))]
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', pd.errors.DtypeWarning)
-        df = pd.read_csv(path, dtype={c: str for c in [*sch['properties'], *_aliases] if typ(c)=='string'}, **_na)
-    odd = [c for c in df if typ(c) in ('integer', 'number') and df[c].dtype.kind not in 'if']
+        df = pd.read_csv(path, dtype={c: str for c in text}, **_na)
+    odd = [c for c in df if c not in text and _main_type(typ(c)) in ('integer', 'number') and df[c].dtype.kind not in 'if']
     if odd: df[odd] = pd.read_csv(path, dtype=str, usecols=odd, **_na)
     return df
 
@@ -262,8 +330,11 @@ def _csv_cells(path, # A CSV file
     return [t.at[i, f] for i,f in cells]
 
 # %% ../nbs/01_data.ipynb #3de0f59e
+_rows_of = dict(interactions="one row per interaction (user_id, item_id, rating, timestamp)", items="one row per item (item_id, title, genres)")
+
 def read_table(path, # A .csv or .parquet file
-               kind:str # 'interactions' or 'items'
+               kind:str, # 'interactions' or 'items'
+               empty_ok:bool=False # Accept a file with a header and no rows
               )->pd.DataFrame:
     "Read and validate an interactions or items file."
     path, written = Path(path), None
@@ -271,10 +342,13 @@ def read_table(path, # A .csv or .parquet file
         if path.suffix.lower() in ('.parquet', '.pq'): df = pd.read_parquet(path)
         elif path.suffix.lower()=='.csv': df, written = _read_csv(path, kind), partial(_csv_cells, path)
         else: raise DataValidationError(path, [(0, '-', f"unsupported file type {path.suffix!r} (use .csv or .parquet)")])
+    except pd.errors.EmptyDataError: raise DataValidationError(path, [(0, '-', f"the file is empty: write a header line and {_rows_of[kind]}")]) from None
     except (OSError, ValueError, pd.errors.ParserError) as e:
         if isinstance(e, DataValidationError): raise
         raise DataValidationError(path, [(0, '-', f"cannot read: {e}")]) from e
-    return validate_frame(standard_columns(df), kind, path, written=written)
+    out = validate_frame(standard_columns(df), kind, path, written=written)
+    if not len(out) and not empty_ok: raise DataValidationError(path, [(0, '-', f"no rows: the file has a header only; add {_rows_of[kind]}")])
+    return out
 
 # %% ../nbs/01_data.ipynb #de0909cd
 _year_re = re.compile(r'\((\d{4})\)\s*$')
@@ -306,15 +380,16 @@ def load_items(path, # items file (.csv/.parquet)
         items['tags'] = items.item_id.map(top_tags(tags)).fillna('')
     if 'tags' not in items: items['tags'] = ''
     if items.item_id.duplicated().any():
-        dup = int(items.item_id[items.item_id.duplicated()].iloc[0])
-        raise DataValidationError(path, [(int(np.flatnonzero(items.item_id.duplicated())[0])+1, 'item_id', f"duplicate item id {dup}")])
+        dup = items.item_id[items.item_id.duplicated()].iloc[0]
+        raise DataValidationError(path, [(int(np.flatnonzero(items.item_id.duplicated())[0])+1, 'item_id', f"duplicate item id {show_id(dup)}")])
     return items.reset_index(drop=True)
 
 # %% ../nbs/01_data.ipynb #abce0c68
-def load_interactions(path # interactions file (.csv/.parquet)
+def load_interactions(path, # interactions file (.csv/.parquet)
+                      empty_ok:bool=False # Accept a file with a header and no rows
                      )->pd.DataFrame:
     "Load and validate interactions."
-    return read_table(path, 'interactions')
+    return read_table(path, 'interactions', empty_ok)
 
 # %% ../nbs/01_data.ipynb #7240ef43
 def load_movielens(path=None # ml-latest-small directory; None for the bundled copy
@@ -351,49 +426,6 @@ def load_data(data_dir=None # MovieLens or recnb-shaped directory; None for the 
 def ingested_path(settings:Settings)->Path:
     "Where `recnb ingest` appends new interactions: `RECNB_HOME/data/interactions.csv`."
     return settings.home/'data'/'interactions.csv'
-
-# %% ../nbs/01_data.ipynb #30681bba
-log = logging.getLogger('recnb.data')
-
-def _complete_size(f, size:int)->int:
-    "The size of the file's complete lines: up to and including its last newline."
-    pos = size
-    while pos > 0:
-        n = min(65536, pos); f.seek(pos-n); block = f.read(n)
-        j = block.rfind(b'\n')
-        if j >= 0: return pos-n+j+1
-        pos -= n
-    return 0
-
-# %% ../nbs/01_data.ipynb #d53af422
-def append_durably(path:Path, data:bytes, # Whole lines
-                   header:bytes=b'' # Written first when the file is new (or held only an unfinished line)
-                  )->int:
-    "Append `data` to `path` and fsync it, cutting off an unfinished last line first; the file's new size. Hold the file's lock."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    with open(path, 'a+b') as f:
-        size = f.seek(0, 2)
-        keep = _complete_size(f, size) if size else 0
-        if keep < size:
-            log.warning("%s: cut off an unfinished last line (%d bytes) left by an interrupted append", path, size-keep)
-            f.truncate(keep)
-        f.write((header if keep == 0 else b'') + data); f.flush(); os.fsync(f.fileno())
-        size = f.tell()
-    if new: _fsync_dir(path.parent)
-    return size
-
-# %% ../nbs/01_data.ipynb #dfc6dbfe
-@contextmanager
-def complete_lines(path:Path):
-    "`path`, or when its last line is unfinished (an append cut short), a temporary copy without it."
-    path = Path(path)
-    with open(path, 'rb') as f: size = f.seek(0, 2); keep = _complete_size(f, size) if size else 0
-    if keep == size: yield path; return
-    with tempfile.TemporaryDirectory() as d:
-        cp = Path(d)/path.name
-        with open(path, 'rb') as src, open(cp, 'wb') as dst: dst.write(src.read(keep))
-        yield cp
 
 # %% ../nbs/01_data.ipynb #e96aec92
 def catalogue_path(settings:Settings)->Path:
@@ -441,24 +473,39 @@ def live_catalogue(settings:Settings)->Catalogue:
 # %% ../nbs/01_data.ipynb #fd997f1f
 def current_items(settings:Settings, data_dir=None # Overrides `settings.data_dir`
                  )->pd.DataFrame:
-    "The data directory's catalogue with the items added or changed since (the newest row of each)."
+    "The data directory's catalogue, with recnb's item ids (`recnb.ids`), and the items added or changed since (the newest row of each)."
     items_path, tags, _ = data_files(data_dir or settings.data_dir)
-    items, live = load_items(items_path, tags), live_catalogue(settings).items
+    items = load_items(items_path, tags)
+    items['item_id'] = id_maps(settings).items.adopt(items.item_id)
+    live = live_catalogue(settings).items
     if not len(live): return items
     items = items[~items.item_id.isin(live.item_id)]
     return pd.concat([items, live.astype({c: items[c].dtype for c in live.columns if c in items})[items.columns]], ignore_index=True)
 
 def _ingested(settings:Settings)->pd.DataFrame|None:
+    "The interactions appended to the home since (recnb's ids already), or None."
     p = ingested_path(settings)
     if not p.exists(): return None
-    with complete_lines(p) as q: return load_interactions(q)
+    with complete_lines(p) as q: return load_interactions(q, empty_ok=True)
+
+# %% ../nbs/01_data.ipynb #c0ffee01
+def _with_ids(settings:Settings, inter:pd.DataFrame, items:pd.DataFrame, path:Path, items_path:Path)->pd.DataFrame:
+    "The data directory's interactions with recnb's ids; `DataValidationError` naming the rows whose item is not in the catalogue."
+    maps = id_maps(settings)
+    ids = maps.items.lookup(inter.item_id)
+    bad = np.flatnonzero((ids < 0) | ~np.isin(ids, items.item_id.to_numpy(np.int64)))
+    if len(bad): raise DataValidationError(path, [(int(j)+1, 'item_id', f"unknown item {show_id(inter.item_id.iloc[j])}: it is not in {items_path.name}; add it there, or remove the row")
+                                                  for j in bad[:100]], len(bad))
+    return inter.assign(user_id=maps.users.adopt(inter.user_id), item_id=ids)
 
 def current_data(settings:Settings, data_dir=None # Overrides `settings.data_dir`
                 )->tuple[pd.DataFrame, pd.DataFrame]:
-    "The catalogue (`current_items`) and the data directory's interactions plus those ingested since: the data a training uses."
-    inter, more = load_interactions(data_files(data_dir or settings.data_dir)[2]), _ingested(settings)
-    if more is not None: inter = pd.concat([inter, more[inter.columns]], ignore_index=True)
-    return current_items(settings, data_dir), inter
+    "The catalogue (`current_items`) and the data directory's interactions plus those ingested since, with recnb's ids: the data a training uses."
+    items_path, _, inter_path = data_files(data_dir or settings.data_dir)
+    items = current_items(settings, data_dir)
+    inter, more = _with_ids(settings, load_interactions(inter_path), items, inter_path, items_path), _ingested(settings)
+    if more is not None and len(more): inter = pd.concat([inter, more[inter.columns]], ignore_index=True)
+    return items, inter
 
 # %% ../nbs/01_data.ipynb #29ac575a
 def fingerprint(*frames:pd.DataFrame)->str:

@@ -64,6 +64,7 @@ def evaluate_model(model:HybridRecommender, # A fitted model
         missing = {'user_id', 'item_id'} - set(df.columns)
         if missing: raise ValueError(f"{n} is missing columns {sorted(missing)}")
     Xtr, Xte = model.interactions_matrix(train), model.interactions_matrix(test)
+    Xte = Xte - Xte.multiply(Xtr); Xte.eliminate_zeros()  # repeats of training pairs cannot be hit: not relevant
     users = np.flatnonzero(np.diff(Xte.indptr) > 0)
     if not len(users): raise ValueError("test has no interactions of users and items the model knows")
     top = _top_unseen(model, Xtr, users, k, part, batch)

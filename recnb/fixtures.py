@@ -50,5 +50,5 @@ def small_home(n_users:int, # Users 1..n_users of the bundled MovieLens
               )->Settings:
     "Settings for a fresh home in `path` whose data directory holds the first `n_users` users."
     path = Path(path or tempfile.mkdtemp(prefix='recnb-test-'))
-    data = write_data(path/'data', *small_movielens(n_users, extra_items), layout)
+    data = write_data(path/'movielens', *small_movielens(n_users, extra_items), layout)  # the model is named after it
     return Settings(**{'home': path/'home', 'data_dir': data, 'mlflow_mirror': False, **settings})

@@ -6,7 +6,7 @@ Docs: https://recnb.github.io/recnb/model.html.md"""
 
 # %% ../nbs/05_model.ipynb #a2f1f9d7
 from __future__ import annotations
-import json, os, time
+import difflib, json, os, time
 from dataclasses import dataclass, field, asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,10 +21,11 @@ from .ease import GB, Gram, choose_solver, ease, gram_eig, lowrank_ease
 from .metrics import hit_matrix, ndcg_at_k, top_k
 from .vectorstore import Filters, VectorSpec
 from .live import LiveItems, merge_hits
+from .ids import IdMaps, show_id
 
 # %% auto #0
 __all__ = ['Params', 'params_of', 'Rec', 'Recommendations', 'HybridRecommender', 'text_to_factors', 'genre_key', 'match_filters',
-           'item_payload', 'UnknownItems']
+           'item_payload', 'UnknownItems', 'UnknownGenres']
 
 # %% ../nbs/05_model.ipynb #4a44692a
 @dataclass
@@ -53,7 +54,7 @@ def params_of(card:dict # A model card or registry version: anything with a `par
 @dataclass
 class Rec:
     "One recommended item."
-    item_id:int; title:str; score:float; cold_start:bool = False
+    item_id:int|str; title:str; score:float; cold_start:bool = False
 
 # %% ../nbs/05_model.ipynb #a54c0c46
 @dataclass
@@ -68,6 +69,7 @@ class HybridRecommender:
         self.params,self.name,self.version = params or Params(),check_name(name),version
         self.card,self.store,self.collection = {},None,None
         self._items,self._items_path,self._seen = None,None,None
+        self.ids = IdMaps.integers()  # The user's ids and the model's; a served model gets its home's (`recnb.ids.id_maps`)
 
     def __repr__(self): return f"HybridRecommender({self.name} {self.version}, {len(getattr(self, 'item_ids', []))} items)"
 
@@ -303,8 +305,10 @@ def fit(self:HybridRecommender,
        )->HybridRecommender:
     "Embed the items, choose λ (and rank) and the text weight on a validation split, fit on all interactions."
     p,lap = self.params,_Laps()
+    for c, df in (('item_id', items), ('item_id', interactions), ('user_id', interactions)):
+        if df[c].dtype.kind not in 'iu': raise ValueError(f"{c} must hold recnb's integer ids, not {df[c].dtype}: number string ids first with recnb.ids (recnb.data.current_data does)")
     unknown = ~interactions.item_id.isin(items.item_id)
-    if unknown.any(): raise ValueError(f"{int(unknown.sum())} interactions name items missing from the catalogue (e.g. item_id {int(interactions.item_id[unknown].iloc[0])})")
+    if unknown.any(): raise ValueError(f"{int(unknown.sum())} interactions name items missing from the catalogue (e.g. item_id {show_id(interactions.item_id[unknown].iloc[0])})")
     self.user_ids = np.unique(interactions.user_id.to_numpy(np.int64))
     X = _interaction_matrix(interactions, self.user_ids, np.sort(items.item_id.to_numpy(np.int64)))
     cf = _cf_items(X, p.min_item_count)
@@ -421,6 +425,34 @@ def index(self:HybridRecommender, store, # A `VectorStore`
 class UnknownItems(InvalidInput):
     "A request named item ids the model does not know."
 
+# %% ../nbs/05_model.ipynb #67a12a06
+class UnknownGenres(InvalidInput):
+    "A filter named genres the catalogue does not have."
+    field = 'filters.genres'
+
+@patch
+def genres(self:HybridRecommender)->dict[str, str]:
+    "The catalogue's genres, the live items' included: each as filters match it (`genre_key`) -> as the catalogue writes it."
+    if getattr(self, '_genres', (None,))[0] is not self.live:
+        names = {}
+        for g in pd.unique(self.items.genres.dropna().astype(str)):
+            for x in g.split('|'): names.setdefault(genre_key(x), x.strip())
+        for p in self.live.payloads: names.update((x, x) for x in p.get('genres', ()) if x not in names)
+        for x in ('', genre_key('(no genres listed)')): names.pop(x, None)
+        self._genres = (self.live, names)
+    return self._genres[1]
+
+# %% ../nbs/05_model.ipynb #290dcb97
+@patch
+def _check_genres(self:HybridRecommender, genres:list[str]):
+    "Raise `UnknownGenres` for the first of `genres` the catalogue does not have, with the closest it has."
+    known = self.genres()
+    for g in genres:
+        if genre_key(g) in known: continue
+        close = [known[k] for k in difflib.get_close_matches(genre_key(g), list(known), n=3, cutoff=0.6)]
+        hint = f"did you mean {' or '.join(map(repr, close))}?" if close else f"the catalogue's genres are {', '.join(sorted(known.values()))}"
+        raise UnknownGenres(f"unknown genre {g!r}: {hint}")
+
 # %% ../nbs/05_model.ipynb #d3047e09
 @patch
 def _recs(self:HybridRecommender, hits, cold=False):
@@ -428,7 +460,8 @@ def _recs(self:HybridRecommender, hits, cold=False):
     pos = np.searchsorted(self.item_ids, ids).clip(0, max(self.n_items-1, 0))
     titles = [self._titles[j] if self.item_ids[j] == i else '' for i, j in zip(ids.tolist(), pos.tolist())]
     if len(self.live): titles = [self.live.titles.get(i, t) for i, t in zip(ids.tolist(), titles)]  # a changed item's new title
-    return Recommendations([Rec(h.id, t, h.score, cold) for h, t in zip(hits, titles)], cold)
+    ext = self.ids.items.external(ids)
+    return Recommendations([Rec(x, t, h.score, cold) for h, x, t in zip(hits, ext, titles)], cold)
 
 # %% ../nbs/05_model.ipynb #5c5fe806
 @patch
@@ -492,8 +525,8 @@ def _user_query(self:HybridRecommender, user_id:int, max_cached:int=65536):
 # %% ../nbs/05_model.ipynb #542fd7a8
 @patch
 def recommend(self:HybridRecommender,
-              user_id:int|None=None, # A user's id; a user with no history and no events gets the cold-start answer
-              items:list[int]|None=None, # Item ids the user likes
+              user_id:int|str|None=None, # A user's id; a user with no history and no events gets the cold-start answer
+              items:list[int|str]|None=None, # Ids of items the user likes
               query:str|None=None, # Free text describing what the user wants
               k:int=10, # Number of items
               filters:Filters|None=None, # Genre and year filters
@@ -503,19 +536,22 @@ def recommend(self:HybridRecommender,
     if sum(x is not None for x in (user_id, items, query)) != 1: raise ValueError("give exactly one of user_id, items or query")
     if not 1 <= k <= 1000: raise ValueError(f"k must be between 1 and 1000, got {k}")
     if self.store is None: raise RuntimeError("the model is not attached to a vector store; call index() or attach()")
+    if filters is not None and filters.genres: self._check_genres(filters.genres)
     filters = match_filters(filters)
     if query is not None:
         if not query.strip(): raise ValueError("query is empty")
         return self._recs(self._search('text', encode([query])[0], k, filters))
     if user_id is not None:
-        uid = int(user_id)
-        if self.user_row(uid) is None and uid not in self._events: return self._recs(self._popular(k, filters), cold=True)
+        uid = self.ids.users.lookup_one(user_id)
+        if uid is None or (self.user_row(uid) is None and uid not in self._events): return self._recs(self._popular(k, filters), cold=True)
         q, seen = self._user_query(uid)
         return self._recs(self._search('hybrid', q, k, filters, seen if exclude_seen else None))
-    ids = np.unique(np.asarray(items, np.int64))
-    if not len(ids): raise ValueError("items is empty")
-    bad = self._locate(ids)[2]
-    if len(bad): raise UnknownItems(f"unknown item ids: {bad[:10].tolist()}")
+    if not len(items): raise ValueError("items is empty")
+    ext = np.asarray(list(items), object)
+    ids = self.ids.items.lookup(ext)
+    bad = ext[(ids < 0) | np.isin(ids, self._locate(ids[ids >= 0])[2])]
+    if len(bad): raise UnknownItems(f"unknown item ids: {', '.join(map(show_id, bad[:10]))}")
+    ids = np.unique(ids)
     return self._recs(self._search('hybrid', self._ids_query(ids), k, filters, frozenset(ids.tolist()) if exclude_seen else None))
 
 # %% ../nbs/05_model.ipynb #c4957bac

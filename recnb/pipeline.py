@@ -14,6 +14,7 @@ from .data import data_files, load_data, ingested_path, current_data
 from .ease import GB, OverBudget, base_bytes, memory_budget
 from .embeddings import EmbeddingCache, MODEL_ID
 from .model import HybridRecommender, Params
+from .ids import id_maps
 from .vectorstore import open_store
 from .registry import Registry
 
@@ -50,6 +51,7 @@ def _fit_local(s:Settings, data_dir, params, cache, progress)->HybridRecommender
     items, inter = current_data(s, data_dir)
     loaded = round(time.time()-t0, 2)
     m = HybridRecommender(params, s.model_name).fit(items, inter, cache, progress, budget=budget)
+    m.ids = id_maps(s)  # it answers in the home's ids
     m.card['timings'] = dict(load=loaded, **m.card['timings'])
     return m
 

@@ -6,14 +6,17 @@ Docs: https://recnb.github.io/recnb/retraining.html.md"""
 
 # %% ../nbs/13_retraining.ipynb #108dd13f
 from __future__ import annotations
-import threading, time
+import hashlib, json, shutil, threading, time
+from filelock import FileLock
 from dataclasses import dataclass, asdict
 from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from .config import Settings, get_settings
+from .config import append_durably, complete_lines
 from .data import DataValidationError, fingerprint, read_table
+from .errors import Conflict
 from .evaluation import evaluate_model, paired_test
 from .logs import get_logger
 from .model import params_of
@@ -22,8 +25,8 @@ from .catalogue import append_interactions
 from .registry import NotFound, Registry, parse_version
 
 # %% auto #0
-__all__ = ['log', 'ingest', 'Decision', 'check_retrain', 'data_state', 'decision_key', 'DecisionCache', 'holdout_split',
-           'compare', 'trained_on', 'compare_with_production', 'promotion_decision']
+__all__ = ['log', 'ingested_files_path', 'ingest', 'Decision', 'check_retrain', 'data_state', 'decision_key', 'DecisionCache',
+           'holdout_split', 'new_pairs', 'compare', 'trained_on', 'compare_with_production', 'promotion_decision']
 
 # %% ../nbs/13_retraining.ipynb #d37d31c1
 log = get_logger('retraining')
@@ -37,15 +40,37 @@ def _rows_in(p:Path)->int:
     "Data rows of the ingested CSV file: its complete lines after the header."
     with open(p, 'rb') as f: return max(sum(b.count(b'\n') for b in iter(lambda: f.read(1 << 24), b'')) - 1, 0)
 
-def ingest(settings:Settings, path # A .csv or .parquet interactions file (MovieLens column names are accepted)
+def ingested_files_path(settings:Settings)->Path:
+    "The log of the files `ingest` appended: `RECNB_HOME/data/ingested-files.jsonl`, one line each (SHA-256, name, rows, time)."
+    return settings.home/'data'/'ingested-files.jsonl'
+
+def _ingested_before(settings:Settings, digest:str)->dict|None:
+    "The log's line of an earlier ingest of a file with this SHA-256, or None."
+    p = ingested_files_path(settings)
+    if not p.exists(): return None
+    with complete_lines(p) as q: lines = q.read_text().splitlines()
+    return next((e for e in map(json.loads, lines) if e['sha256'] == digest), None)
+
+def ingest(settings:Settings, path, # A .csv or .parquet interactions file (MovieLens column names are accepted)
+           allow_duplicate:bool=False # Ingest a file whose content was ingested before
           )->dict:
-    "Validate `path` whole and append its interactions to `RECNB_HOME/data/interactions.csv`; nothing is written if a row is bad."
+    "Validate `path` whole and append its interactions to `RECNB_HOME/data/interactions.csv`; nothing is written if a row is bad, or if the same content was ingested before."
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    def refuse_seen():
+        if (seen := _ingested_before(settings, digest)) and not allow_duplicate:
+            raise Conflict(f"{path}: this content was already ingested ({seen['rows']} rows from {seen['file']} at {seen['time']}); nothing was written. "
+                           "Ingest it again with --allow-duplicate if the interactions really happened twice")
+        return seen
+    refuse_seen()
     new = read_table(path, 'interactions')
-    if not len(new): raise DataValidationError(path, [(0, '-', 'the file has no rows')])
-    r = append_interactions(settings, new, path)
+    log_path = ingested_files_path(settings); log_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(log_path) + '.lock', timeout=60):
+        seen = refuse_seen()  # again, under the lock: another process may have ingested it meanwhile
+        r = append_interactions(settings, new, path)
+        append_durably(log_path, (json.dumps(dict(sha256=digest, file=str(path), rows=len(new), time=_iso(_now()))) + '\n').encode())
     total = _rows_in(Path(r['path']))
     log.info("ingested %d interactions from %s", len(new), path, extra={'rows': len(new), 'total_ingested': total})
-    return dict(file=str(path), rows=len(new), total_ingested=total, path=r['path'])
+    return dict(file=str(path), rows=len(new), total_ingested=total, path=r['path'], duplicate=seen is not None)
 
 # %% ../nbs/13_retraining.ipynb #bdda0345
 @dataclass
@@ -145,6 +170,14 @@ def holdout_split(interactions:pd.DataFrame, share:float=0.05)->tuple[pd.DataFra
     held[np.argsort(interactions.timestamp.to_numpy(), kind='stable')[-n:]] = True
     return interactions[~held], interactions[held]
 
+# %% ../nbs/13_retraining.ipynb #2f706dc3
+def new_pairs(test:pd.DataFrame, # Held-out interactions
+              train:pd.DataFrame # The interactions a model trains on
+             )->pd.DataFrame:
+    "The rows of `test` whose user-item pair is not in `train`: the ones a model trained on `train` can be scored on."
+    seen = pd.MultiIndex.from_frame(train[['user_id', 'item_id']])
+    return test[~pd.MultiIndex.from_frame(test[['user_id', 'item_id']]).isin(seen)]
+
 # %% ../nbs/13_retraining.ipynb #898dcf38
 def compare(candidate, # A fitted `HybridRecommender` (trained without the held-out interactions)
             production, # The production `HybridRecommender` (trained without them too), or None
@@ -170,25 +203,34 @@ def trained_on(model, interactions:pd.DataFrame)->int:
     return int(model.interactions_matrix(interactions).multiply(model.seen).nnz)
 
 # %% ../nbs/13_retraining.ipynb #fb1fcc40
+def _no_test(k:int, margin:float, significance:bool, alpha:float, n_repeats:int)->dict:
+    "The comparison when every held-out interaction repeats a pair of the training cut: nothing to score, a tie."
+    return dict(k=k, margin=margin, significance=significance, alpha=alpha, candidate=None, production=None, test=None, outcome='tie', promote=False,
+                reason=f"tie: all {n_repeats} held-out interactions repeat pairs seen before: nothing to compare on (hold out more with RECNB_RETRAIN_HOLDOUT)")
+
 def compare_with_production(items:pd.DataFrame, interactions:pd.DataFrame, # The current data
                             candidate, # The candidate's `Params` (its recipe)
                             production:dict|None, # The registry's production version, or None
                             cache=None, # `EmbeddingCache`
                             holdout:float=0.05, k:int=10, margin:float=0., significance:bool=False, alpha:float=0.05,
                             progress:bool=False)->dict:
-    "`compare` on the newest `holdout` share of `interactions`, which neither side trained on; `production_scored` says how."
+    "`compare` on the pairs of the newest `holdout` share of `interactions` that neither side trained on; `production_scored` says how."
     from recnb.model import HybridRecommender
     rest, newest = holdout_split(interactions, holdout)
+    test = new_pairs(newest, rest)
+    extra = dict(holdout=holdout, n_test=len(test), n_repeats=len(newest) - len(test))
+    if not len(test): return dict(_no_test(k, margin, significance, alpha, len(newest)), production_scored=None, **extra)
     cand = HybridRecommender(candidate).fit(items, rest, cache, progress=progress)
     prod, how = None, None
     if production is not None:
         prod, how = HybridRecommender.load(production['path']), 'as served'
-        if trained_on(prod, newest):
+        if trained_on(prod, test):
             recipe, how = params_of(production), 'refitted on the same data'
             prod = cand if recipe == candidate else HybridRecommender(recipe).fit(items, rest, cache, progress=progress)
-    c = compare(cand, prod, rest, newest, k, margin, significance, alpha)
+    c = compare(cand, prod, rest, test, k, margin, significance, alpha)
     if how: c['reason'] += f" (production {how})"
-    return dict(c, production_scored=how, holdout=holdout, n_test=len(newest))
+    if extra['n_repeats']: c['reason'] += f"; {extra['n_repeats']} held-out repeats of pairs seen before left out"
+    return dict(c, production_scored=how, **extra)
 
 # %% ../nbs/13_retraining.ipynb #413d2c91
 def promotion_decision(comparison:dict, # What `compare_with_production` returned

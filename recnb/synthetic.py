@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np, pandas as pd
 
 # %% auto #0
-__all__ = ['TOPICS', 'GENRES', 'synthetic_items', 'synthetic_interactions', 'synthetic_dataset', 'write_synthetic']
+__all__ = ['TOPICS', 'GENRES', 'synthetic_items', 'synthetic_interactions', 'synthetic_dataset', 'write_synthetic',
+           'with_repeats', 'as_own_ids']
 
 # %% ../nbs/01a_synthetic.ipynb #9b8d8257
 TOPICS = {
@@ -135,3 +136,30 @@ def write_synthetic(path, # Directory to write `items` and `interactions` files 
         if fmt == 'csv': df.to_csv(path/f"{name}.csv", index=False)
         else: df.to_parquet(path/f"{name}.parquet", index=False)
     return path
+
+# %% ../nbs/01a_synthetic.ipynb #48b0ee3d
+def with_repeats(interactions:pd.DataFrame, # Interactions with `user_id`, `item_id`, `timestamp`
+                 share:float=0.1, # Repeats added, as a share of the rows
+                 seed:int=0 # Random seed
+                )->pd.DataFrame:
+    "`interactions` with `share` of them repeated (the same user and item) at a later time, up to the newest time of all."
+    rs = np.random.RandomState(seed)
+    again = interactions.iloc[rs.choice(len(interactions), int(round(share*len(interactions))), replace=False)].copy()
+    t, end = again.timestamp.to_numpy(np.int64), int(interactions.timestamp.max())
+    again['timestamp'] = t + (rs.random_sample(len(t)) * (end - t + 1)).astype(np.int64)
+    return pd.concat([interactions, again], ignore_index=True)
+
+# %% ../nbs/01a_synthetic.ipynb #02d24199
+def as_own_ids(items:pd.DataFrame, interactions:pd.DataFrame,
+               item_prefix:str='BK', # Items become `{item_prefix}0001`, ...
+               seed:int=0 # Random seed of the users' UUIDs
+              )->tuple[pd.DataFrame, pd.DataFrame]:
+    "Items and interactions with SKU item ids, UUID user ids and ISO 8601 times (UTC, with a `Z`)."
+    import uuid
+    width = max(4, len(str(int(items.item_id.max()))))
+    sku = lambda ids: [f"{item_prefix}{int(i):0{width}d}" for i in ids]
+    rs = np.random.RandomState(seed)
+    users = {u: str(uuid.UUID(bytes=rs.bytes(16), version=4)) for u in pd.unique(interactions.user_id)}
+    times = pd.to_datetime(interactions.timestamp, unit='s', utc=True).dt.strftime('%Y-%m-%dT%H:%M:%SZ')
+    return (items.assign(item_id=sku(items.item_id)),
+            interactions.assign(user_id=interactions.user_id.map(users), item_id=sku(interactions.item_id), timestamp=times))

@@ -29,6 +29,7 @@ from .retraining import (Decision, DecisionCache, check_retrain as _check_retrai
 from .jobs import STATES, JobRunning, Jobs
 from .reports import run_notebook
 from .data import live_catalogue
+from .ids import id_maps
 from . import catalogue as cat
 
 # %% auto #0
@@ -191,6 +192,7 @@ def production_model(settings:Settings|None, store, registry:Registry|None=None,
     reg.reconcile(s.model_name, store)
     if e is None or e['version'] == unless: return None
     m = attached(s, HybridRecommender.load(e['path']), store)  # indexes a missing collection first
+    m.ids = id_maps(s)  # requests and answers speak the home's ids
     reg.reconcile(s.model_name, store)  # again: the collection may have just been indexed
     served = store.get_alias(alias_name(s.model_name)) if hasattr(store, 'get_alias') else None
     if served is not None and served != m.collection:  # promoted again meanwhile: the next poll loads that one
@@ -200,7 +202,7 @@ def production_model(settings:Settings|None, store, registry:Registry|None=None,
     return m
 
 # %% ../nbs/16_usecases.ipynb #6ab4acbb
-def recommend(settings:Settings|None=None, user_id:int|None=None, items:list[int]|None=None, query:str|None=None,
+def recommend(settings:Settings|None=None, user_id:int|str|None=None, items:list[int|str]|None=None, query:str|None=None,
               k:int=10, filters:Filters|None=None, exclude_seen:bool=True)->tuple[HybridRecommender, Recommendations]:
     "One recommendation from the production model (opening the vector store for it); the model and its answer."
     s = settings or get_settings()
@@ -242,10 +244,11 @@ def compare(settings:Settings|None, candidate:str, # The candidate version
     return c
 
 # %% ../nbs/16_usecases.ipynb #cd570d5f
-def ingest(settings:Settings|None, path:Path)->dict:
-    "Validate an interactions file whole and append it to the home's ingested interactions (nothing is written if a row is bad)."
+def ingest(settings:Settings|None, path:Path, allow_duplicate:bool=False # Ingest content that was ingested before
+          )->dict:
+    "Validate an interactions file whole and append it to the home's ingested interactions (nothing is written if a row is bad, or if it was ingested before)."
     if not Path(path).exists(): raise InvalidInput(f"{path}: no such file")
-    return _ingest(settings or get_settings(), path)
+    return _ingest(settings or get_settings(), path, allow_duplicate)
 
 # %% ../nbs/16_usecases.ipynb #08588fc8
 def data_summary(settings:Settings|None=None, data:tuple|None=None # (items, interactions) already read
@@ -329,15 +332,16 @@ def add_items(settings:Settings|None, items:pd.DataFrame|Path, # Rows of items, 
     df = cat.read_items(items) if isinstance(items, (str, Path)) else items
     return _changed(s, cat.add_items(s, df, actor, source), actor, store, registry)
 
-def withdraw_items(settings:Settings|None, item_ids:list[int], actor:str='recnb', store=None, registry:Registry|None=None)->CatalogueChange:
+def withdraw_items(settings:Settings|None, item_ids:list[int|str], actor:str='recnb', store=None, registry:Registry|None=None)->CatalogueChange:
     "Keep items out of every answer until they are restored."
     s = settings or get_settings()
     return _changed(s, cat.withdraw_items(s, item_ids, actor), actor, store, registry)
 
-def restore_items(settings:Settings|None, item_ids:list[int], actor:str='recnb', store=None, registry:Registry|None=None)->CatalogueChange:
+def restore_items(settings:Settings|None, item_ids:list[int|str], actor:str='recnb', store=None, registry:Registry|None=None)->CatalogueChange:
     "Let withdrawn items be recommended again."
     s = settings or get_settings()
-    return _changed(s, cat.restore_items(s, item_ids, actor), actor, store, registry, restored=list(item_ids))
+    r = cat.restore_items(s, item_ids, actor)
+    return _changed(s, r, actor, store, registry, restored=r['ids'])
 
 # %% ../nbs/16_usecases.ipynb #9487128b
 def record_events(settings:Settings|None, events:pd.DataFrame, # `user_id`, `item_id`, `rating`, `timestamp`

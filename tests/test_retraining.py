@@ -1,24 +1,28 @@
 "Retraining end to end: ingest, `recnb retrain` under papermill, versioned report notebooks, conditional promotion, the service swapping models, failures, the lock, the scheduler."
 import hashlib, json, os, shutil, signal, subprocess, time
 from pathlib import Path
-import httpx, pandas as pd, pytest, scrapbook as sb
+import httpx, numpy as np, pandas as pd, pytest, scrapbook as sb
 from conftest import API_KEY, BIN, Server, env_for, recnb
 from recnb.data import bundled_data_dir
 
 N_USERS = 200  # the bundled data's first users: every behaviour below shows on them, in a third of the time
 N_NEW = 3000  # their newest interactions, held back and ingested later
+N_AGAIN = 300  # ... with re-watches: pairs of the older data rated again, at the new data's times
 
 @pytest.fixture(scope='module')
 def world(home, tmp_path_factory):
     root = tmp_path_factory.mktemp('retrain')
-    data = root/'data'; data.mkdir()
+    data = root/'movielens'; data.mkdir()  # the model is named after its data directory
     src = bundled_data_dir()
     for f in ('movies.csv', 'tags.csv', 'README.txt'): shutil.copy(src/f, data/f)
     ratings = pd.read_csv(src/'ratings.csv')
     ratings = ratings[ratings.userId <= N_USERS]
     new = ratings.iloc[ratings.timestamp.argsort(kind='stable').to_numpy()[-N_NEW:]]
-    ratings.drop(new.index).to_csv(data/'ratings.csv', index=False)
-    new.to_csv(root/'new.csv', index=False)
+    old = ratings.drop(new.index)
+    again = old[old.userId.isin(new.userId)].sample(N_AGAIN, random_state=0)
+    again = again.assign(timestamp=np.random.RandomState(0).choice(new.timestamp.to_numpy(), N_AGAIN))
+    old.to_csv(data/'ratings.csv', index=False)
+    pd.concat([new, again]).to_csv(root/'new.csv', index=False)
     h = root/'home'
     shutil.copytree(home/'cache', h/'cache')  # the bundled items' embeddings: training embeds nothing again
     env = env_for(h, RECNB_DATA_DIR=data, RECNB_API_KEY=API_KEY, RECNB_REGISTRY_POLL_SECONDS=0.2, RECNB_MLFLOW_MIRROR='false')
@@ -58,15 +62,18 @@ def test_ingest_rejects_a_bad_file_whole(world):
 
 def test_ingest_then_dry_run_changes_nothing(world):
     r = recnb('ingest', str(world['root']/'new.csv'), env=world['env'])
-    assert f"ingested {N_NEW} interactions" in r.stdout
+    assert f"ingested {N_NEW + N_AGAIN} interactions" in r.stdout
+    again = recnb('ingest', str(world['root']/'new.csv'), env=world['env'], check=False)
+    assert again.returncode == 2 and 'this content was already ingested' in again.stderr and '--allow-duplicate' in again.stderr, again.stderr
     before = snapshot(world['home'])
     r, _ = retrain(world, '--dry-run', check=True)
     d = json.loads(r.stdout)['decision']
-    assert d['retrain'] and any(x.startswith(f"new data: {N_NEW} new interactions") for x in d['reasons']), d
+    assert d['retrain'] and any(x.startswith(f"new data: {N_NEW + N_AGAIN} new interactions") for x in d['reasons']), d
     assert snapshot(world['home']) == before
 
 def test_retrain_promotes_a_better_candidate_and_the_service_serves_it(world):
-    r, job = retrain(world, RECNB_RETRAIN_MARGIN=-1)  # any candidate "beats" production by more than -1
+    "New data with re-watches in it, at margin 0: the re-watches are left out of the held-out test, production is scored as served, the candidate wins."
+    r, job = retrain(world, RECNB_RETRAIN_MARGIN=0)
     assert job['state'] == 'succeeded', job
     assert any('new data' in x for x in job['decision']['reasons'])
     assert (job['version'], job['promoted']) == ('1.0.1', True)
@@ -78,6 +85,7 @@ def test_retrain_promotes_a_better_candidate_and_the_service_serves_it(world):
     assert scraps['version'].data == '1.0.1' and scraps['promotion'].data['promote'] is True
     c = scraps['comparison'].data
     assert c['production_version'] == '1.0.0' and c['test']['n'] > 0 and 'ndcg@10' in c['candidate']
+    assert (c['outcome'], c['production_scored']) == ('better', 'as served') and c['n_repeats'] > 0, c
     v = registry(world)['versions']['1.0.1']
     assert v['report'] == job['report'] and v['stage'] == 'production' and 'holdout_ndcg@10' in v['metrics']
     assert wait_served(world, '1.0.1')
