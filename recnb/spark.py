@@ -78,6 +78,9 @@ def checked_interactions(df, # Interactions as read (`read_interactions`)
     n = bad.count()
     if n:
         ex = bad.select(*rules).limit(5).toPandas()
+        odd = [c for c in ('user_id', 'item_id', 'timestamp') if c in ex and (pd.to_numeric(ex[c], errors='coerce').isna() & ex[c].notna()).any()]
+        if odd: raise DataValidationError(path, [('?', odd[0], f"{ex[odd[0]].dropna().iloc[0]!r}: training on Spark takes integer ids and epoch-second times for now; "
+                                                  "train in this process (unset RECNB_SPARK_MASTER) for string ids and ISO 8601 times")], n)
         try: validate_frame(ex.astype(object).where(ex.notna(), None).astype(str).replace('None', ''), 'interactions', path)
         except DataValidationError as e: raise DataValidationError(path, [('?', f, m) for _, f, m in e.errors], n) from None
         raise DataValidationError(path, [('?', '-', f"rows break the schema, e.g. {ex.iloc[0].to_dict()}")], n)
