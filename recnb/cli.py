@@ -336,6 +336,17 @@ def cmd_retrain(a):
     else: _show_job(s, j)
     return 1 if j.state == 'failed' else 0
 
+# %% ../nbs/30_cli.ipynb #c77064d6
+def _show_jobs(jobs:list, note_width:int=40):
+    "Jobs as a table under a header line (nothing at all without jobs)."
+    if not jobs: return
+    print(f"{'JOB':<23}  {'STATE':<9} {'TRIGGER':<8} {'STARTED (UTC)':<19} {'DURATION':>9}  {'VERSION':<9} {'PROMOTED':<8} {'NOTE':<{note_width}}  REPORT")
+    for j in jobs:
+        note = ((j.promotion_reason or j.error or '').splitlines() or ['-'])[0]
+        if len(note) > note_width: note = note[:note_width-3] + '...'
+        took, promoted = '-' if j.duration_s is None else f"{j.duration_s:.1f} s", {True: 'yes', False: 'no'}.get(j.promoted, '-')
+        print(f"{j.id}  {j.state:<9} {j.trigger:<8} {_when(j.started_at or j.created_at):<19} {took:>9}  {j.version or '-':<9} {promoted:<8} {note:<{note_width}}  {j.report or '-'}")
+
 # %% ../nbs/30_cli.ipynb #d39b37a9
 def cmd_schedule(a):
     from recnb.scheduler import run_scheduler
@@ -349,10 +360,7 @@ def cmd_jobs(a):
     from recnb import usecases as uc
     s = get_settings()
     if a.action == 'list' and a.json: _show(uc.jobs(s, a.limit))
-    elif a.action == 'list':
-        for j in uc.jobs(s, a.limit):
-            note = ((j.promotion_reason or j.error or '').splitlines() or [''])[0]
-            print(f"{j.id}  {j.state:<9} {j.trigger:<8} {j.version or '-':<9} {'promoted' if j.promoted else '-':<8} {note}")
+    elif a.action == 'list': _show_jobs(uc.jobs(s, a.limit))
     else: _show(uc.job(s, a.id))
 
 # %% ../nbs/30_cli.ipynb #a807a9c1
