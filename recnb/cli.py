@@ -49,7 +49,7 @@ def _add_serving(sub):
     s.add_argument('--host', help='default: RECNB_HOST (127.0.0.1)')
     s.add_argument('--port', type=int, help='default: RECNB_PORT (8000)')
     s.add_argument('--workers', type=int, default=1, help='server processes (default 1); they share the logs, metrics and hot swaps')
-    r = sub.add_parser('recommend', help='recommend from the newest model, in this process')
+    r = sub.add_parser('recommend', help='recommend from the production model, in this process')
     who = r.add_mutually_exclusive_group(required=True)
     who.add_argument('--user', type=int, help='a user id')
     who.add_argument('--items', type=_ids, help='comma-separated ids of liked items')
