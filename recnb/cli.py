@@ -49,7 +49,7 @@ def _add_serving(sub):
     s.add_argument('--host', help='default: RECNB_HOST (127.0.0.1)')
     s.add_argument('--port', type=int, help='default: RECNB_PORT (8000)')
     s.add_argument('--workers', type=int, default=1, help='server processes (default 1); they share the logs, metrics and hot swaps')
-    r = sub.add_parser('recommend', help='recommend from the newest model, in this process')
+    r = sub.add_parser('recommend', help='recommend from the production model, in this process')
     who = r.add_mutually_exclusive_group(required=True)
     who.add_argument('--user', type=int, help='a user id')
     who.add_argument('--items', type=_ids, help='comma-separated ids of liked items')
@@ -65,8 +65,8 @@ def _add_models(sub):
     "`models list|show|promote|rollback|history|sync`."
     ms = sub.add_parser('models', help='the model registry').add_subparsers(dest='action', required=True, parser_class=_Parser)
     ms.add_parser('list', help='every model and its production version').add_argument('--json', action='store_true', help='print JSON')
-    x = ms.add_parser('show', help="a model's versions, or one version (JSON)"); x.add_argument('name'); x.add_argument('version', nargs='?')
-    x.add_argument('--json', action='store_true', help='print JSON (the default)')
+    x = ms.add_parser('show', help="a model's versions with the recipe each chose, or one version in full"); x.add_argument('name'); x.add_argument('version', nargs='?')
+    x.add_argument('--json', action='store_true', help='print the full registry record as JSON')
     x = ms.add_parser('promote', help='put a version in production')
     x.add_argument('name', nargs='?'); x.add_argument('version', nargs='?')
     x.add_argument('--if-none', action='store_true', help='promote the newest validation version only if nothing is in production')
@@ -194,6 +194,53 @@ def _sync(s, name:str|None):
         print(f"{n}: mirrored {r['mirrored']} versions" + (f"; {r['pending']} pending: {r['error']}" if r['error'] else ''))
         if r['error'] and r['pending']: raise OperationFailed(f"MLflow mirror of {n} incomplete: {r['error']}")
 
+# %% ../nbs/30_cli.ipynb #f9fce7b3
+def _when(t:str|None)->str:
+    "A recorded ISO time (UTC) as `YYYY-MM-DD HH:MM:SS`, or '-'."
+    return t[:19].replace('T', ' ') if t else '-'
+
+def _chosen(v)->dict[str, str]:
+    "What validation chose for version `v`: its `chosen_*` registry tags, else its model card's (versions registered before the tags)."
+    t = {k: x for k, x in v.tags.items() if k.startswith('chosen_')}
+    card = Path(v.path)/'model.json' if v.path else None
+    if not t and card and card.exists():
+        from recnb.pipeline import chosen_tags
+        t = chosen_tags(json.loads(card.read_text()))
+    return {k.removeprefix('chosen_'): x for k, x in t.items()}
+
+def _valid_ndcg(v)->tuple[str, float]|None:
+    "(k, validation NDCG@k) of version `v`, or None."
+    return next(((m.split('@')[1], float(x)) for m, x in v.metrics.items() if m.startswith('valid_ndcg@')), None)
+
+# %% ../nbs/30_cli.ipynb #1a6618a6
+def _recipe(v)->str:
+    "The chosen recipe of version `v` in one line, as `recnb train` prints it."
+    c, nd = _chosen(v), _valid_ndcg(v)
+    if not c: return 'not recorded'
+    rank = f", rank={c['rank']}" if 'rank' in c else ''
+    return f"{c['solver']} EASE solver, lambda={c['lambda']}{rank}, text weight={c['text_weight']}" + (f"; validation NDCG@{nd[0]} {nd[1]:.4f}" if nd else '')
+
+def _show_version(name:str, v):
+    "One version: stage and dates, the chosen recipe, metrics, data, vectors and files."
+    print(f"{name} {v.version}: {v.stage} (created {_when(v.created_at)}" + (f", deployed {_when(v.deployed_at)})" if v.deployed_at else ')'))
+    print(f"  chosen:    {_recipe(v)}")
+    print("  metrics:   " + (', '.join(f"{k} {x:.4f}" if isinstance(x, float) else f"{k} {x}" for k, x in v.metrics.items()) or '-'))
+    print(f"  data:      {v.tags.get('n_interactions', '?')} interactions from {v.tags.get('data_dir', '?')}, fingerprint {v.data_fingerprint or '-'}")
+    print(f"  vectors:   collection {v.collection or '-'}, text embeddings {v.embedding_model or '-'}")
+    print(f"  files:     {v.path or '-'}" + (f"\n  report:    {v.report}" if v.report else ''))
+    if getattr(v, 'catalogue', None): print(f"  catalogue: revision {v.catalogue['revision']} ({_when(v.catalogue.get('time'))})")
+
+# %% ../nbs/30_cli.ipynb #30b6e13b
+def _show_model(m):
+    "A model's versions as a table, oldest first: stage, creation time, chosen recipe, validation NDCG."
+    from recnb.registry import parse_version
+    print(f"{m.name}: production {m.production or '-'}, {len(m.versions)} versions")
+    print(f"{'VERSION':<9} {'STAGE':<10} {'CREATED (UTC)':<19}  {'SOLVER':<7} {'LAMBDA':>7} {'RANK':>5} {'TEXT WEIGHT':>11} {'VALID NDCG':>10}")
+    for v in sorted(m.versions.values(), key=lambda v: parse_version(v.version)):
+        c, nd = _chosen(v), _valid_ndcg(v)
+        print(f"{v.version:<9} {v.stage:<10} {_when(v.created_at):<19}  {c.get('solver', '-'):<7} {c.get('lambda', '-'):>7} "
+              f"{c.get('rank', '-'):>5} {c.get('text_weight', '-'):>11} {f'{nd[1]:.4f}' if nd else '-':>10}")
+
 # %% ../nbs/30_cli.ipynb #813a3ab0
 def cmd_models(a):
     from recnb import usecases as uc
@@ -201,7 +248,8 @@ def cmd_models(a):
     if a.action == 'list' and a.json: _show(uc.models(s))
     elif a.action == 'list':
         for m in uc.models(s): print(f"{m.name:<24} production {m.production or '-':<10} {m.versions} versions")
-    elif a.action == 'show': _show(uc.version(s, a.name, a.version) if a.version else uc.model(s, a.name))
+    elif a.action == 'show' and a.json: _show(uc.version(s, a.name, a.version) if a.version else uc.model(s, a.name))
+    elif a.action == 'show': _show_version(a.name, uc.version(s, a.name, a.version)) if a.version else _show_model(uc.model(s, a.name))
     elif a.action == 'history' and a.json: _show(uc.history(s, a.name))
     elif a.action == 'history':
         for e in uc.history(s, a.name): print(f"{e.time}  {e.version:<9} {e.from_stage or '-':>10} -> {e.to_stage:<10} {e.actor}: {e.reason}")
@@ -288,6 +336,17 @@ def cmd_retrain(a):
     else: _show_job(s, j)
     return 1 if j.state == 'failed' else 0
 
+# %% ../nbs/30_cli.ipynb #c77064d6
+def _show_jobs(jobs:list, note_width:int=40):
+    "Jobs as a table under a header line (nothing at all without jobs)."
+    if not jobs: return
+    print(f"{'JOB':<23}  {'STATE':<9} {'TRIGGER':<8} {'STARTED (UTC)':<19} {'DURATION':>9}  {'VERSION':<9} {'PROMOTED':<8} {'NOTE':<{note_width}}  REPORT")
+    for j in jobs:
+        note = ((j.promotion_reason or j.error or '').splitlines() or ['-'])[0]
+        if len(note) > note_width: note = note[:note_width-3] + '...'
+        took, promoted = '-' if j.duration_s is None else f"{j.duration_s:.1f} s", {True: 'yes', False: 'no'}.get(j.promoted, '-')
+        print(f"{j.id}  {j.state:<9} {j.trigger:<8} {_when(j.started_at or j.created_at):<19} {took:>9}  {j.version or '-':<9} {promoted:<8} {note:<{note_width}}  {j.report or '-'}")
+
 # %% ../nbs/30_cli.ipynb #d39b37a9
 def cmd_schedule(a):
     from recnb.scheduler import run_scheduler
@@ -301,10 +360,7 @@ def cmd_jobs(a):
     from recnb import usecases as uc
     s = get_settings()
     if a.action == 'list' and a.json: _show(uc.jobs(s, a.limit))
-    elif a.action == 'list':
-        for j in uc.jobs(s, a.limit):
-            note = ((j.promotion_reason or j.error or '').splitlines() or [''])[0]
-            print(f"{j.id}  {j.state:<9} {j.trigger:<8} {j.version or '-':<9} {'promoted' if j.promoted else '-':<8} {note}")
+    elif a.action == 'list': _show_jobs(uc.jobs(s, a.limit))
     else: _show(uc.job(s, a.id))
 
 # %% ../nbs/30_cli.ipynb #a807a9c1

@@ -62,6 +62,13 @@ class Recommendations:
     "A list of recommendations and whether it is a cold-start answer."
     items:list[Rec]; cold_start:bool = False
 
+# %% ../nbs/05_model.ipynb #8141d4dd
+@patch
+def to_frame(self:Recommendations)->pd.DataFrame:
+    "The items as a DataFrame: `rank` (1 to k), `item_id`, `title`, `score`, `cold_start`."
+    rows = [(i, r.item_id, r.title, r.score, r.cold_start) for i, r in enumerate(self.items, 1)]
+    return pd.DataFrame(rows, columns=['rank', 'item_id', 'title', 'score', 'cold_start']).astype({'rank': int, 'score': float, 'cold_start': bool})
+
 # %% ../nbs/05_model.ipynb #b3dd3de7
 class HybridRecommender:
     "Hybrid collaborative (EASE) + semantic (MiniLM) recommender served from a Qdrant collection."

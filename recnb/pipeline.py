@@ -19,7 +19,7 @@ from .vectorstore import open_store
 from .registry import Registry
 
 # %% auto #0
-__all__ = ['check_budget', 'embedding_cache', 'train', 'attached']
+__all__ = ['check_budget', 'embedding_cache', 'chosen_tags', 'train', 'attached']
 
 # %% ../nbs/06_pipeline.ipynb #27586c0f
 def _rows(path:Path)->int:
@@ -66,6 +66,14 @@ def embedding_cache(settings:Settings)->EmbeddingCache:
     "The embedding cache of `settings.home` for the embedding model in use."
     return EmbeddingCache(settings.cache_dir/f"embeddings-{MODEL_ID}.npz")
 
+# %% ../nbs/06_pipeline.ipynb #4d74e238
+def chosen_tags(card:dict # A model card (`HybridRecommender.card`)
+               )->dict[str, str]:
+    "What validation chose, as registry tags: `chosen_solver`, `chosen_lambda`, `chosen_rank` (low-rank solver only), `chosen_text_weight`."
+    c = card['chosen']
+    t = dict(chosen_solver=card['solver']['name'], chosen_lambda=f"{c['lam']:g}", chosen_rank=c.get('rank'), chosen_text_weight=f"{c['text_weight']:g}")
+    return {k: str(v) for k, v in t.items() if v is not None}
+
 # %% ../nbs/06_pipeline.ipynb #2d4fefdf
 def train(settings:Settings|None=None, # Where stores live; `data_dir` and `model_name` come from here
           data_dir=None, # Overrides `settings.data_dir`
@@ -80,7 +88,7 @@ def train(settings:Settings|None=None, # Where stores live; `data_dir` and `mode
     reg = Registry.from_settings(s)
     e = reg.register(s.model_name, params=m.card['params'], metrics={f"valid_ndcg@{m.params.k}": m.card['chosen']['valid_ndcg']},
                      data_fingerprint=m.card['data']['fingerprint'], embedding_model=MODEL_ID, actor=actor, reason=reason,
-                     tags={'data_dir': str(data_dir or s.data_dir or 'bundled:ml-latest-small'), 'n_interactions': m.card['data']['n_interactions']})
+                     tags={'data_dir': str(data_dir or s.data_dir or 'bundled:ml-latest-small'), 'n_interactions': m.card['data']['n_interactions'], **chosen_tags(m.card)})
     m.version = m.card['version'] = e['version']
     path = s.models_dir/s.model_name/m.version
     try:

@@ -18,7 +18,7 @@ from .config import Settings, atomic_write, check_name, get_settings
 
 # %% auto #0
 __all__ = ['STAGES', 'LEGAL', 'SCHEMA_VERSION', 'log', 'RegistryError', 'NotFound', 'IllegalTransition', 'CorruptRegistry',
-           'parse_version', 'bump', 'bump_kind', 'Registry', 'alias_name']
+           'parse_version', 'bump', 'bump_kind', 'Registry', 'alias_name', 'NothingToRollBack']
 
 # %% ../nbs/05b_registry.ipynb #0347c90f
 STAGES = ('training', 'validation', 'production', 'archived')
@@ -307,11 +307,17 @@ def previous_production(self:Registry, name:str)->str|None:
     return None
 
 # %% ../nbs/05b_registry.ipynb #ad51bd6e
+class NothingToRollBack(RegistryError, Conflict):
+    "A rollback of a model that has no earlier production version to go back to."
+
 @patch
 def rollback(self:Registry, name:str, actor:str='recnb', reason:str='rollback', store=None)->dict:
-    "Restore the previous production version of `name`."
+    "Restore the previous production version of `name` (`NothingToRollBack` when there is none)."
     prev = self.previous_production(name)
-    if prev is None: raise IllegalTransition('-', 'production', 'production (no earlier production version to roll back to)')
+    if prev is None:
+        cur = self.get(name)['production']
+        raise NothingToRollBack(f"cannot roll back model {name!r}: there is no earlier production version to roll back to "
+                                f"({f'{cur} is in production' if cur else 'no version is in production'})")
     return self.promote(name, prev, actor, reason or 'rollback', store)
 
 # %% ../nbs/05b_registry.ipynb #b53ff91e

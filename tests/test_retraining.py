@@ -176,5 +176,6 @@ def test_scheduler_runs_its_jobs_once_on_demand(world):
     scraps = sb.read_notebook(str(reports[0])).scraps
     assert scraps['version'].data == registry(world)['production'] and 'ndcg@10' in scraps['metrics'].data
     assert {c['column'] for c in scraps['drift'].data['columns']} == {'rating', 'item_popularity', 'user_activity'}
-    jobs = recnb('jobs', 'list', env=world['env']).stdout.splitlines()
+    header, *jobs = recnb('jobs', 'list', env=world['env']).stdout.splitlines()
+    assert header.split()[:2] == ['JOB', 'STATE'] and 'REPORT' in header
     assert jobs[0].split()[1] == 'skipped' and len(jobs) == 7
