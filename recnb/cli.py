@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse, json, logging, os, sys
 from pathlib import Path
 from . import __version__
-from .config import get_settings
+from .config import get_settings, name_source, with_data_dir
 from .errors import Busy, Conflict, InvalidInput, NotFoundError, RecnbError, Unavailable, kind_of
 from .logs import configure_logging
 
@@ -29,9 +29,11 @@ class OperationFailed(RecnbError):
 class _Parser(argparse.ArgumentParser):
     def error(self, message): raise UsageError(message)
 
-def _ids(s:str)->list[int]:
-    try: return [int(x) for x in s.split(',') if x.strip()]
-    except ValueError: raise argparse.ArgumentTypeError(f"expected comma-separated item ids, got {s!r}")
+def _ids(s:str)->list[str]:
+    "Comma-separated ids, as written: the model reads them as the home's ids (`recnb.ids`), integers or strings."
+    ids = [x.strip() for x in s.split(',') if x.strip()]
+    if not ids: raise argparse.ArgumentTypeError(f"expected comma-separated item ids, got {s!r}")
+    return ids
 
 def _actor()->str:
     import getpass
@@ -51,7 +53,7 @@ def _add_serving(sub):
     s.add_argument('--workers', type=int, default=1, help='server processes (default 1); they share the logs, metrics and hot swaps')
     r = sub.add_parser('recommend', help='recommend from the production model, in this process')
     who = r.add_mutually_exclusive_group(required=True)
-    who.add_argument('--user', type=int, help='a user id')
+    who.add_argument('--user', help='a user id, as the data names it (a number or a string)')
     who.add_argument('--items', type=_ids, help='comma-separated ids of liked items')
     who.add_argument('--query', help='free text')
     r.add_argument('--k', type=int, default=10, help='number of items (1-100)')
@@ -83,7 +85,7 @@ def _add_items(sub):
     x = its.add_parser('add', help='add or change items (all or nothing): served at once, with factors predicted from their text')
     x.add_argument('file', type=Path, help='a .csv or .parquet file with item_id, title, genres and optionally year and tags')
     for name, what in (('withdraw', 'keep items out of every answer until they are restored'), ('restore', 'let withdrawn items be recommended again')):
-        x = its.add_parser(name, help=what); x.add_argument('item_ids', type=int, nargs='+', metavar='ITEM_ID')
+        x = its.add_parser(name, help=what); x.add_argument('item_ids', nargs='+', metavar='ITEM_ID', help="the items' ids, as the data names them")
     for x in its.choices.values(): x.add_argument('--actor', default=_actor(), help='recorded in the logs')
 
 # %% ../nbs/30_cli.ipynb #1e6da24c
@@ -99,6 +101,7 @@ def _add_data(sub):
     d.add_argument('--drift-share', type=float, default=0.5); d.add_argument('--json', action='store_true')
     i = sub.add_parser('ingest', help='validate a file of new interactions and append it (all or nothing)')
     i.add_argument('file', type=Path, help='a .csv or .parquet file with user_id, item_id, rating, timestamp (MovieLens names accepted)')
+    i.add_argument('--allow-duplicate', action='store_true', help='ingest a file whose content was ingested before (refused by default)')
 
 # %% ../nbs/30_cli.ipynb #fc9979a4
 def _add_retraining(sub):
@@ -133,16 +136,24 @@ def _show(x):
     print(json.dumps([plain(o) for o in x] if isinstance(x, list) else plain(x), indent=1, default=str))
 
 # %% ../nbs/30_cli.ipynb #abc2ff6e
+def _id_kinds(m)->str:
+    "Which kind of ids the model's data has, items and users, with an example of each."
+    from recnb.ids import show_id
+    return '; '.join(f"{what} ids are {'strings' if ids.strings else 'integers'} (e.g. {show_id(ids.external(arr[:1])[0])})"
+                     for what, ids, arr in (('item', m.ids.items, m.item_ids), ('user', m.ids.users, m.user_ids)))
+
 def cmd_train(a):
     from recnb import usecases as uc
     s = get_settings()
-    if a.data is not None: s = s.model_copy(update={'data_dir': a.data})
+    if a.data is not None: s = with_data_dir(s, a.data)
     if a.if_missing and uc.is_registered(s):
         print(f"model {s.model_name} is already registered; not training")
         return
     m, v = uc.train(s, progress=not a.quiet)
     e,c = m.card['embedding'],m.card['chosen']
     print(f"trained {m.name} {m.version} in {m.card['train_seconds']} s on {m.card['data']['n_interactions']} interactions")
+    print(f"model {m.name}: {name_source(s)}")
+    print(_id_kinds(m))
     print(f"embedded {e['embedded']} of {e['total']} items ({e['cached']} from the cache)")
     rank = f", rank={c['rank']}" if 'rank' in c else ''
     print(f"validation NDCG@{m.params.k} {c['valid_ndcg']:.4f} with the {m.card['solver']['name']} EASE solver, lambda={c['lam']:g}{rank}, text weight={c['text_weight']:g}")
@@ -177,7 +188,8 @@ def cmd_recommend(a):
     m, recs = uc.recommend(get_settings(), a.user, a.items, a.query, a.k, f, not a.include_seen)
     if a.json: return print(json.dumps(dict(model_version=m.version, cold_start=recs.cold_start, items=[r.__dict__ for r in recs.items])))
     print(f"{m.name} {m.version}" + (" (cold start: popular items)" if recs.cold_start else ""))
-    for i,r in enumerate(recs.items, 1): print(f"{i:3d}. {r.item_id:>7d}  {r.score:8.4f}  {r.title}")
+    w = max([7, *(len(str(r.item_id)) for r in recs.items)])
+    for i,r in enumerate(recs.items, 1): print(f"{i:3d}. {str(r.item_id):>{w}}  {r.score:8.4f}  {r.title}")
 
 # %% ../nbs/30_cli.ipynb #26bd4b96
 def _promote(s, a):
@@ -284,7 +296,7 @@ def cmd_drift(a):
 # %% ../nbs/30_cli.ipynb #9496c7b0
 def cmd_ingest(a):
     from recnb import usecases as uc
-    try: r = uc.ingest(get_settings(), a.file)
+    try: r = uc.ingest(get_settings(), a.file, a.allow_duplicate)
     except InvalidInput as e:
         if not getattr(e, 'errors', None): raise
         print(f"recnb: error: {e}", file=sys.stderr)
@@ -292,6 +304,7 @@ def cmd_ingest(a):
         print(f"  nothing was written; fix the file and ingest it again", file=sys.stderr)
         return 2
     print(f"ingested {r['rows']} interactions from {r['file']} ({r['total_ingested']} ingested in all, in {r['path']})")
+    if r.get('duplicate'): print("the same content had been ingested before; --allow-duplicate appended it again")
 
 # %% ../nbs/30_cli.ipynb #6a528d25
 def cmd_items(a):
