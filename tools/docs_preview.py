@@ -10,6 +10,11 @@ the site's own address made relative) and headings given pandoc's identifiers, s
 nbdev makes (`config.html#settings`) resolve. `_preview/pages.json` lists the pages for the checks
 in `tests/test_docs.py`.
 
+Markdown is read by nbconvert's mistune, not pandoc. Their pipe tables differ: mistune, like GFM and
+JupyterLab, splits a row at every `|` a backslash does not escape, inside backticks too, and lets a table
+interrupt a paragraph; pandoc splits at neither and keeps the backslash of a `\|` inside backticks. The
+preview does not paper over this: `tests/test_docs.py` holds every table to what renders in both.
+
 Usage: python tools/docs_preview.py [--out _preview] [--n-workers 2] [--skip-proc]
 """
 from __future__ import annotations
