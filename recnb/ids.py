@@ -26,7 +26,7 @@ def _is_int(v)->bool:
     return isinstance(v, str) and _int_re.fullmatch(v) is not None
 
 def integer_ids(s:pd.Series)->pd.Series|None:
-    "`s` as int64 when every value is an integer id (`_is_int`), else None."
+    "`s` as int64 when every value is an integer id, else None."
     if s.dtype.kind in 'iu': return s.astype('int64') if len(s) == 0 or (s.min() >= 0 and s.max() < 10**18) else None
     if s.dtype.kind != 'O': return None
     codes, uniq = pd.factorize(s)

@@ -55,7 +55,7 @@ def world(home, tmp_path_factory):
     assert not root.resolve().is_relative_to(ROOT)
     whl = build_wheel(root/'dist')
     bin_ = venv(root/'venv', whl)
-    data = root/'data'; data.mkdir()
+    data = root/'movielens'; data.mkdir()  # the model is named after its data directory
     src = bundled_data_dir()
     for f in ('movies.csv', 'tags.csv'): shutil.copy(src/f, data/f)
     r = pd.read_csv(src/'ratings.csv')
