@@ -48,7 +48,7 @@ class IdMap:
     "External ids of one kind (`what`: 'item' or 'user') and their internal int64 ids; the identity on integers until the file at `path` exists."
     def __init__(self, path:Path|None, what:str='item'):
         self.path, self.what = (None if path is None else Path(path)), what
-        self._keys, self._index, self._offset, self._pd = [], {}, 0, None
+        self._keys, self._index, self._offset, self._pd, self._file = [], {}, 0, None, False
         self._lock = threading.Lock()
         self.refresh()
 
@@ -56,8 +56,8 @@ class IdMap:
 
     @property
     def strings(self)->bool:
-        "Are this home's ids of this kind strings (a map file exists)?"
-        return bool(self._keys) or (self.path is not None and self.path.exists())
+        "Are this home's ids of this kind strings (its map file existed at the last `refresh`)?"
+        return self._file
 
     def __len__(self): return len(self._keys)
 
@@ -70,6 +70,7 @@ def refresh(self:IdMap)->int:
         try:
             with open(self.path, 'rb') as f: f.seek(self._offset); data = f.read()
         except FileNotFoundError: return len(self._keys)
+        self._file = True
         data = data[:data.rfind(b'\n')+1]
         for line in data.splitlines():
             k = json.loads(line)
@@ -149,6 +150,7 @@ def assign(self:IdMap, keys # External ids, given by a user: new ones are added
           )->np.ndarray:
     "The internal id of each of `keys`, adding the ones the map does not hold; `InvalidInput` (`refusal`) for a non-integer id in a map of integers."
     k = _keys(keys)
+    if not self.strings: self.refresh()  # another process may have started a map of strings
     if len(bad := self.refused(k)): raise InvalidInput(self.refusal(k.iloc[bad[0]]))
     out = self.lookup(k)
     if not self.strings or (out >= 0).all(): return out

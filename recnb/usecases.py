@@ -193,6 +193,7 @@ def production_model(settings:Settings|None, store, registry:Registry|None=None,
     if e is None or e['version'] == unless: return None
     m = attached(s, HybridRecommender.load(e['path']), store)  # indexes a missing collection first
     m.ids = id_maps(s)  # requests and answers speak the home's ids
+    m.ids.items.refresh(); m.ids.users.refresh()  # a retrain may have started a map of strings
     reg.reconcile(s.model_name, store)  # again: the collection may have just been indexed
     served = store.get_alias(alias_name(s.model_name)) if hasattr(store, 'get_alias') else None
     if served is not None and served != m.collection:  # promoted again meanwhile: the next poll loads that one
