@@ -6,14 +6,15 @@ Docs: https://recnb.github.io/recnb/reports.html.md"""
 
 # %% ../nbs/15_reports.ipynb #5013ddda
 from __future__ import annotations
-import shutil
+import logging, os, shutil
 from datetime import datetime, timezone
 from importlib.resources import files
 from pathlib import Path
 from .config import Settings, atomic_write, check_name
+from .logs import configure_logging
 
 # %% auto #0
-__all__ = ['scheduled_dir', 'run_notebook']
+__all__ = ['scheduled_dir', 'run_notebook', 'quiet', 'show']
 
 # %% ../nbs/15_reports.ipynb #94a6db33
 def scheduled_dir(settings:Settings)->Path:
@@ -31,6 +32,13 @@ def _html(nb_path:Path)->Path:
     atomic_write(out, body)
     return out
 
+# %% ../nbs/15_reports.ipynb #38f0aff6
+def _kernel_config():
+    "Papermill's kernel over CurveZMQ where pyzmq has it: encrypted, and without ipykernel's warning that it is not."
+    import zmq
+    from traitlets.config import Config
+    return Config(KernelManager=dict(transport_encryption='auto' if zmq.has('curve') else 'disabled'))
+
 # %% ../nbs/15_reports.ipynb #fea4dc14
 def run_notebook(settings:Settings, kind:str, parameters:dict)->dict:
     "Execute `<kind>.ipynb` from `scheduled_dir`; {'path', 'html', 'scraps', 'version', 'error'}."
@@ -43,7 +51,7 @@ def run_notebook(settings:Settings, kind:str, parameters:dict)->dict:
     work = base/'_running'/f"{t:%Y%m%dT%H%M%S%fZ}.ipynb"
     work.parent.mkdir(parents=True, exist_ok=True)
     error = None
-    try: pm.execute_notebook(str(src), str(work), parameters=parameters, kernel_name='python3', progress_bar=False, cwd=str(work.parent))
+    try: pm.execute_notebook(str(src), str(work), parameters=parameters, kernel_name='python3', progress_bar=False, cwd=str(work.parent), config=_kernel_config())
     except Exception as e: error = f"{type(e).__name__}: {e}".strip()
     scraps = {}
     if work.exists():
@@ -56,3 +64,26 @@ def run_notebook(settings:Settings, kind:str, parameters:dict)->dict:
     shutil.move(str(work), str(dest))
     html = _html(dest)
     return dict(path=str(dest), html=str(html), scraps=scraps, version=version, error=error)
+
+# %% ../nbs/15_reports.ipynb #855e5314
+_QUIET_ENV = dict(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR='false',  # MLflow's "Downloading artifacts" bar for every model it saves
+                  MLFLOW_CONFIGURE_LOGGING='false',  # MLflow's own stderr handler (its INFO lines); its warnings reach the root logger
+                  HF_HUB_DISABLE_PROGRESS_BARS='1')  # Hugging Face's and transformers' bars ("Loading weights")
+
+def quiet(settings:Settings):
+    "Keep a report kernel's cells free of library noise: progress bars off, warnings and log lines to recnb's log file."
+    os.environ.update(_QUIET_ENV)
+    configure_logging(settings, console=False)
+    root = logging.getLogger()
+    root.handlers, root.level = list(logging.getLogger('recnb').handlers), logging.WARNING
+    logging.captureWarnings(True)
+
+# %% ../nbs/15_reports.ipynb #cf21568e
+def show(fig, # A matplotlib figure
+         dpi:int=100):
+    "Display `fig` as a PNG image and close it, whatever matplotlib's backend is."
+    import io, matplotlib.pyplot as plt
+    from IPython.display import Image, display
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight'); plt.close(fig)
+    display(Image(buf.getvalue()))
