@@ -7,14 +7,16 @@ Docs: https://recnb.github.io/recnb/reports.html.md"""
 # %% ../nbs/15_reports.ipynb #5013ddda
 from __future__ import annotations
 import logging, os, shutil
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from html import escape
 from importlib.resources import files
 from pathlib import Path
 from .config import Settings, atomic_write, check_name
 from .logs import configure_logging
 
 # %% auto #0
-__all__ = ['scheduled_dir', 'run_notebook', 'quiet', 'show']
+__all__ = ['scheduled_dir', 'run_notebook', 'quiet', 'show', 'Headline', 'retrain_headline', 'evaluate_headline']
 
 # %% ../nbs/15_reports.ipynb #94a6db33
 def scheduled_dir(settings:Settings)->Path:
@@ -87,3 +89,42 @@ def show(fig, # A matplotlib figure
     buf = io.BytesIO()
     fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight'); plt.close(fig)
     display(Image(buf.getvalue()))
+
+# %% ../nbs/15_reports.ipynb #69e3a575
+@dataclass(repr=False)
+class Headline:
+    "A report's verdict: a bold first sentence and lines of detail; HTML in a notebook, plain text elsewhere."
+    title:str; lines:tuple[str, ...] = ()
+    def __str__(self): return '\n'.join([self.title, *self.lines])
+    __repr__ = __str__
+    def _repr_html_(self):
+        return (f'<div class="recnb-headline"><p><strong>{escape(self.title)}</strong></p>'
+                + ''.join(f"<p>{escape(l)}</p>" for l in self.lines) + '</div>')
+
+# %% ../nbs/15_reports.ipynb #abb6bf96
+def retrain_headline(comparison:dict, # What `recnb.usecases.compare` returned
+                     promotion:dict, # What `recnb.retraining.promotion_decision` made of it
+                     model_name:str)->Headline:
+    "The retrain report's verdict: promoted or not, candidate against production NDCG@k, by how much, on how many held-out users, and why."
+    c, v, k, prod, t = comparison, promotion['version'], comparison['k'], comparison['production_version'], comparison['test']
+    if not promotion['promote']: title = f"Verdict: do not promote {model_name} {v}; production stays {prod}."
+    else: title = f"Verdict: promote {model_name} {v} to production" + (f", replacing {prod}." if prod else " (the first production version).")
+    score = (f"Candidate NDCG@{k} {t['mean_a']:.4f} vs production {t['mean_b']:.4f}: {t['effect']:+.4f} on {t['n']} held-out users (margin {c['margin']:g})." if t
+             else f"Candidate NDCG@{k} {c['candidate'][f'ndcg@{k}']:.4f} on {c['candidate']['users']} held-out users; no production version to compare with.")
+    return Headline(title, (score, f"Why: {promotion['reason']}"))
+
+# %% ../nbs/15_reports.ipynb #ef1a11b0
+def evaluate_headline(report:dict, # What `recnb.usecases.evaluate` returned
+                      drift:dict, # `DriftReport.to_dict()` of the interactions since the version was trained
+                      n_ref:int, n_cur:int, # Reference and current interactions of the drift check
+                      stage:str|None=None # The version's stage, shown beside it
+                     )->Headline:
+    "The evaluation report's verdict: which version, its NDCG@k on how many users, whether the new interactions drifted."
+    m, k, sp, cols = report['metrics'], report['k'], report['split'], drift['columns']
+    hit = [c['column'] for c in cols if c['drifted']]
+    title = (f"{report['model']} {report['version']}" + (f" ({stage})" if stage else '') + f": NDCG@{k} {m[f'ndcg@{k}']:.4f} on {m['users']} users; "
+             + ('the new interactions drifted.' if drift['drifted'] else 'no drift in the new interactions.'))
+    return Headline(title, (
+        f"Scored on a {sp['kind']} split: the version's recipe fitted on {sp['ratio']:.0%} of each user's interactions, scored on the rest (seed {sp['seed']}).",
+        f"Drift: {len(hit)} of {len(cols)} columns drifted" + (f" ({', '.join(hit)})" if hit else '')
+        + f", {n_cur} current against {n_ref} reference interactions; the data counts as drifted from {drift['drift_share']:.0%} of its columns."))
