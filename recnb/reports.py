@@ -12,11 +12,13 @@ from datetime import datetime, timezone
 from html import escape
 from importlib.resources import files
 from pathlib import Path
+import numpy as np, pandas as pd
 from .config import Settings, atomic_write, check_name
 from .logs import configure_logging
 
 # %% auto #0
-__all__ = ['scheduled_dir', 'run_notebook', 'quiet', 'show', 'Headline', 'retrain_headline', 'evaluate_headline']
+__all__ = ['scheduled_dir', 'run_notebook', 'quiet', 'show', 'Headline', 'retrain_headline', 'evaluate_headline',
+           'metric_per_version', 'plot_per_version']
 
 # %% ../nbs/15_reports.ipynb #94a6db33
 def scheduled_dir(settings:Settings)->Path:
@@ -24,12 +26,12 @@ def scheduled_dir(settings:Settings)->Path:
     return Path(settings.scheduled_dir) if settings.scheduled_dir else Path(str(files('recnb')/'scheduled'))
 
 # %% ../nbs/15_reports.ipynb #7556ccd4
-def _html(nb_path:Path)->Path:
+def _html(nb_path:Path, title:str)->Path:
     import nbformat, warnings
     from nbconvert import HTMLExporter
     with warnings.catch_warnings():  # scrapbook's scraps have no HTML form; they are meant to be skipped
         warnings.filterwarnings('ignore', message='Your element with mimetype', category=UserWarning)
-        body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(nb_path), as_version=4))
+        body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(nb_path), as_version=4), resources={'metadata': {'name': title}})
     out = nb_path.with_suffix('.html')
     atomic_write(out, body)
     return out
@@ -64,7 +66,7 @@ def run_notebook(settings:Settings, kind:str, parameters:dict)->dict:
     dest = base/(version if version else 'unversioned')/work.name
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(work), str(dest))
-    html = _html(dest)
+    html = _html(dest, f"{kind} report: {settings.model_name} {version or '(no version)'}")
     return dict(path=str(dest), html=str(html), scraps=scraps, version=version, error=error)
 
 # %% ../nbs/15_reports.ipynb #855e5314
@@ -128,3 +130,33 @@ def evaluate_headline(report:dict, # What `recnb.usecases.evaluate` returned
         f"Scored on a {sp['kind']} split: the version's recipe fitted on {sp['ratio']:.0%} of each user's interactions, scored on the rest (seed {sp['seed']}).",
         f"Drift: {len(hit)} of {len(cols)} columns drifted" + (f" ({', '.join(hit)})" if hit else '')
         + f", {n_cur} current against {n_ref} reference interactions; the data counts as drifted from {drift['drift_share']:.0%} of its columns."))
+
+# %% ../nbs/15_reports.ipynb #24ed52d4
+def metric_per_version(versions, # `ModelRecord.versions` (version -> `VersionRecord`), or its values
+                       metric:str # A key of the versions' `metrics`, e.g. 'holdout_ndcg@10'
+                      )->pd.DataFrame:
+    "The versions that have `metric`, oldest first: version, created (a timestamp) and the metric's value."
+    vs = [v for v in (versions.values() if isinstance(versions, dict) else versions) if metric in v.metrics]
+    rows = [dict(version=v.version, created=pd.Timestamp(v.created_at), value=float(v.metrics[metric])) for v in vs]
+    return pd.DataFrame(rows, columns=['version', 'created', 'value']).sort_values('created', kind='stable').reset_index(drop=True)
+
+# %% ../nbs/15_reports.ipynb #a2c4b829
+def plot_per_version(hist:pd.DataFrame, # `metric_per_version`'s frame
+                     label:str, # The metric, for the y axis
+                     title:str, mark:str|None=None, # The report's own version, ringed
+                     ax=None):
+    "One point per version on a categorical axis (its creation date under the version), the y axis from 0; the axes."
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(7, 3.5))[1]
+    x, y = np.arange(len(hist)), hist.value.to_numpy()
+    ax.plot(x, y, '-o', color='tab:blue')
+    for xi, yi, v in zip(x, y, hist.version):
+        ax.annotate(f"{yi:.4f}", (xi, yi), textcoords='offset points', xytext=(0, 7), ha='center', fontsize=8)
+        if v == mark: ax.plot(xi, yi, 'o', ms=11, mfc='none', mec='tab:orange', mew=2, label=f"{v} (this report)")
+    ax.set_xticks(x, [f"{v}\n{t:%Y-%m-%d}" for v, t in zip(hist.version, hist.created)], rotation=90 if len(hist) > 12 else 0, fontsize=8)
+    ax.set_xlim(-0.5 if len(hist) > 1 else -1, max(len(hist) - 0.5, 1))
+    ax.set_ylim(0, max(y.max()*1.25 if len(y) else 0, 0.05))
+    if not len(hist): ax.text(0, 0.025, 'no version has this metric yet', ha='center')
+    if mark in set(hist.version): ax.legend(loc='lower right', fontsize=8)
+    ax.set_xlabel('version (created)'); ax.set_ylabel(label); ax.set_title(title)
+    return ax

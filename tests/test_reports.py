@@ -46,6 +46,7 @@ def test_retrain_report_opens_with_its_verdict_and_has_no_stderr(reports):
     assert all(body.index(escape(line)) < parameters for line in (h.title, *h.lines)), 'the verdict is not at the top'
     assert parameters < body.index('<img')
     assert body.count('<img') == 2  # candidate against production, and the metric per version
+    assert '<title>retrain report: movielens 1.0.1</title>' in open(job['report_html']).read()
     assert reports['retrain'].stderr == ''  # nor in the command's own output (ipykernel's warning about unencrypted TCP)
 
 def test_evaluation_report_opens_with_its_verdict_and_has_no_stderr(reports):
