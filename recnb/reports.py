@@ -111,8 +111,9 @@ def retrain_headline(comparison:dict, # What `recnb.usecases.compare` returned
     c, v, k, prod, t = comparison, promotion['version'], comparison['k'], comparison['production_version'], comparison['test']
     if not promotion['promote']: title = f"Verdict: do not promote {model_name} {v}; production stays {prod}."
     else: title = f"Verdict: promote {model_name} {v} to production" + (f", replacing {prod}." if prod else " (the first production version).")
-    score = (f"Candidate NDCG@{k} {t['mean_a']:.4f} vs production {t['mean_b']:.4f}: {t['effect']:+.4f} on {t['n']} held-out users (margin {c['margin']:g})." if t
-             else f"Candidate NDCG@{k} {c['candidate'][f'ndcg@{k}']:.4f} on {c['candidate']['users']} held-out users; no production version to compare with.")
+    if t: score = f"Candidate NDCG@{k} {t['mean_a']:.4f} vs production {t['mean_b']:.4f}: {t['effect']:+.4f} on {t['n']} held-out users (margin {c['margin']:g})."
+    elif c['candidate'] is None: score = f"Nothing was compared: every held-out interaction repeats a pair seen before ({c.get('n_repeats', 0)} of them)."
+    else: score = f"Candidate NDCG@{k} {c['candidate'][f'ndcg@{k}']:.4f} on {c['candidate']['users']} held-out users; no production version to compare with."
     return Headline(title, (score, f"Why: {promotion['reason']}"))
 
 # %% ../nbs/15_reports.ipynb #ef1a11b0

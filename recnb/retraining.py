@@ -203,9 +203,11 @@ def trained_on(model, interactions:pd.DataFrame)->int:
     return int(model.interactions_matrix(interactions).multiply(model.seen).nnz)
 
 # %% ../nbs/13_retraining.ipynb #fb1fcc40
-def _no_test(k:int, margin:float, significance:bool, alpha:float, n_repeats:int)->dict:
-    "The comparison when every held-out interaction repeats a pair of the training cut: nothing to score, a tie."
-    return dict(k=k, margin=margin, significance=significance, alpha=alpha, candidate=None, production=None, test=None, outcome='tie', promote=False,
+def _no_test(k:int, margin:float, significance:bool, alpha:float, n_repeats:int, first:bool)->dict:
+    "The comparison when every held-out interaction repeats a pair of the training cut: nothing to score; a tie, unless the candidate is the `first` version."
+    out = dict(k=k, margin=margin, significance=significance, alpha=alpha, candidate=None, production=None, test=None)
+    if first: return dict(out, outcome='better', promote=True, reason='there is no production version: the candidate is the first')
+    return dict(out, outcome='tie', promote=False,
                 reason=f"tie: all {n_repeats} held-out interactions repeat pairs seen before: nothing to compare on (hold out more with RECNB_RETRAIN_HOLDOUT)")
 
 def compare_with_production(items:pd.DataFrame, interactions:pd.DataFrame, # The current data
@@ -219,7 +221,7 @@ def compare_with_production(items:pd.DataFrame, interactions:pd.DataFrame, # The
     rest, newest = holdout_split(interactions, holdout)
     test = new_pairs(newest, rest)
     extra = dict(holdout=holdout, n_test=len(test), n_repeats=len(newest) - len(test))
-    if not len(test): return dict(_no_test(k, margin, significance, alpha, len(newest)), production_scored=None, **extra)
+    if not len(test): return dict(_no_test(k, margin, significance, alpha, len(newest), production is None), production_scored=None, **extra)
     cand = HybridRecommender(candidate).fit(items, rest, cache, progress=progress)
     prod, how = None, None
     if production is not None:

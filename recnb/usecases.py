@@ -241,7 +241,7 @@ def compare(settings:Settings|None, candidate:str, # The candidate version
                                 s.retrain_holdout if holdout is None else holdout, k, s.retrain_margin if margin is None else margin,
                                 s.retrain_significance if significance is None else significance, s.retrain_alpha if alpha is None else alpha)
     c.update(candidate_version=candidate, production_version=other['version'] if other else None)
-    if record: reg.update(s.model_name, candidate, metrics={f"holdout_ndcg@{k}": c['candidate'][f"ndcg@{k}"]})
+    if record and c['candidate']: reg.update(s.model_name, candidate, metrics={f"holdout_ndcg@{k}": c['candidate'][f"ndcg@{k}"]})
     return c
 
 # %% ../nbs/16_usecases.ipynb #cd570d5f
