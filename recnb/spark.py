@@ -14,6 +14,7 @@ from .config import Settings, get_settings
 from .data import DataValidationError, current_items, data_files, data_schema, fingerprint, ingested_path, validate_frame
 from .ease import gram_eig
 from .embeddings import EmbeddingCache
+from .ids import id_maps
 from .model import HybridRecommender, Params, _Laps, _best, _lowrank_fit, _lowrank_grid, _profiles
 
 # %% auto #0
@@ -66,6 +67,8 @@ def _rule(c:str, rule:dict, required:bool):
     return (d.cast('long') if typ == 'integer' else d).alias(c), F.coalesce(ok, F.lit(False))
 
 # %% ../nbs/05a_spark.ipynb #c01f2517
+_spark_ids = "training on Spark takes integer ids and epoch-second times for now; train in this process (unset RECNB_SPARK_MASTER) for string ids and ISO 8601 times"
+
 def checked_interactions(df, # Interactions as read (`read_interactions`)
                          path # The file, for messages
                         ):
@@ -79,8 +82,7 @@ def checked_interactions(df, # Interactions as read (`read_interactions`)
     if n:
         ex = bad.select(*rules).limit(5).toPandas()
         odd = [c for c in ('user_id', 'item_id', 'timestamp') if c in ex and (pd.to_numeric(ex[c], errors='coerce').isna() & ex[c].notna()).any()]
-        if odd: raise DataValidationError(path, [('?', odd[0], f"{ex[odd[0]].dropna().iloc[0]!r}: training on Spark takes integer ids and epoch-second times for now; "
-                                                  "train in this process (unset RECNB_SPARK_MASTER) for string ids and ISO 8601 times")], n)
+        if odd: raise DataValidationError(path, [('?', odd[0], f"{ex[odd[0]].dropna().iloc[0]!r}: {_spark_ids}")], n)
         try: validate_frame(ex.astype(object).where(ex.notna(), None).astype(str).replace('None', ''), 'interactions', path)
         except DataValidationError as e: raise DataValidationError(path, [('?', f, m) for _, f, m in e.errors], n) from None
         raise DataValidationError(path, [('?', '-', f"rows break the schema, e.g. {ex.iloc[0].to_dict()}")], n)
@@ -167,16 +169,15 @@ def _fingerprint(df, items:pd.DataFrame)->str:
     return 'spark:' + hashlib.sha256(f"{fingerprint(items)}:{r.n}:{r.x}:{r.s}".encode()).hexdigest()
 
 # %% ../nbs/05a_spark.ipynb #8b35631a
-def _read(spark, s:Settings, data_dir, p:Params):
-    "The catalogue, the checked interactions (cached), their split (`u`, `i`) positions, the user ids, the row count and the partitions to use."
+def _read(spark, s:Settings, data_dir, p:Params, items:pd.DataFrame):
+    "The checked interactions of the catalogue `items` (cached), their split (`u`, `i`) positions, the user ids, the row count and the partitions to use."
     inter_f = data_files(data_dir or s.data_dir)[2]
-    items = current_items(s, data_dir)  # with the items added or changed since (the catalogue's log)
     files = [inter_f] + ([ingested_path(s)] if ingested_path(s).exists() else [])
     df = reduce(lambda a, b: a.unionByName(b), [checked_interactions(read_interactions(spark, f), f).select('user_id', 'item_id', 'rating', 'timestamp') for f in files]).persist()
     x, users, n_rows = _index(spark, df.select('user_id', 'item_id'), items)
     x = _split(x, 1-p.valid_ratio, p.seed)
     n_parts = max(spark.sparkContext.defaultParallelism, n_rows//2_000_000)
-    return items, df, x, users, n_rows, n_parts
+    return df, x, users, n_rows, n_parts
 
 # %% ../nbs/05a_spark.ipynb #e13cc472
 def _spark_grid(blocks, counts:np.ndarray, cf:np.ndarray, Xu, truth, m:HybridRecommender, p:Params, progress):
@@ -210,10 +211,12 @@ def spark_fit(settings:Settings, # `spark_master`, `model_name`, `data_dir` and 
     "Fit the recommender with Spark: the same validation grid and card as `HybridRecommender.fit`, low-rank solver."
     from pyspark.sql import SparkSession, functions as F
     s, p, lap = settings, params or Params(), _Laps()
+    items = current_items(s, data_dir)  # with the items added or changed since (the catalogue's log); before Spark starts:
+    if id_maps(s).items.strings: raise DataValidationError(data_files(data_dir or s.data_dir)[0], [('?', 'item_id', _spark_ids)])
     own = SparkSession.getActiveSession() is None
     spark = spark_session(s)
     try:
-        items, df, x, users, n_rows, n_parts = _read(spark, s, data_dir, p)
+        df, x, users, n_rows, n_parts = _read(spark, s, data_dir, p, items)
         lap('load')
         m = HybridRecommender(p, s.model_name)
         m.user_ids = users

@@ -34,20 +34,6 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope='session')
 def home(trained): return trained[0]
 
-@pytest.fixture(scope='session')
-def first_users(tmp_path_factory):
-    """A data directory `movielens` (so its model is named movielens) with the bundled catalogue whole (movies, tags)
-    and the ratings of its first 200 users: every item's text is the bundled one, so a home that starts from `home`'s
-    embedding cache embeds nothing again."""
-    import pandas as pd
-    from recnb.data import bundled_data_dir
-    d, src = tmp_path_factory.mktemp('first-users')/'movielens', bundled_data_dir()
-    d.mkdir()
-    for f in ('movies.csv', 'tags.csv', 'README.txt'): shutil.copy(src/f, d/f)
-    ratings = pd.read_csv(src/'ratings.csv')
-    ratings[ratings.userId <= 200].to_csv(d/'ratings.csv', index=False)
-    return d
-
 def copy_home(home:Path, dest:Path)->Path:
     "A copy of a trained home at `dest` (models, vectors, registry, embedding cache) whose versions' paths point into the copy."
     for d in ('models', 'vectors', 'registry', 'cache'): shutil.copytree(home/d, dest/d)

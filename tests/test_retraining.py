@@ -1,7 +1,10 @@
-"Retraining end to end: ingest, `recnb retrain` under papermill, versioned report notebooks, conditional promotion, the service swapping models, failures, the lock, the scheduler."
-import hashlib, json, os, shutil, signal, subprocess, time
+"Retraining end to end: ingest, `recnb retrain` under papermill, versioned report notebooks (verdict first, no stderr, plots drawn), conditional promotion, the service swapping models, failures, the lock, the scheduler."
+import hashlib, json, os, shutil, signal, subprocess, time, warnings
+from html import escape
 from pathlib import Path
-import httpx, numpy as np, pandas as pd, pytest, scrapbook as sb
+import httpx, nbformat, numpy as np, pandas as pd, pytest, scrapbook as sb
+from nbconvert import HTMLExporter
+from recnb.reports import retrain_headline
 from conftest import API_KEY, BIN, Server, env_for, recnb
 from recnb.data import bundled_data_dir
 
@@ -25,7 +28,7 @@ def world(home, tmp_path_factory):
     pd.concat([new, again]).to_csv(root/'new.csv', index=False)
     h = root/'home'
     shutil.copytree(home/'cache', h/'cache')  # the bundled items' embeddings: training embeds nothing again
-    env = env_for(h, RECNB_DATA_DIR=data, RECNB_API_KEY=API_KEY, RECNB_REGISTRY_POLL_SECONDS=0.2, RECNB_MLFLOW_MIRROR='false')
+    env = env_for(h, RECNB_DATA_DIR=data, RECNB_API_KEY=API_KEY, RECNB_REGISTRY_POLL_SECONDS=0.2)  # the MLflow mirror on, as a new user has it
     recnb('train', '--quiet', env=env)
     recnb('models', 'promote', '--if-none', env=env)
     srv = Server(env, root/'server.log')
@@ -46,6 +49,18 @@ def wait_served(w, version, seconds=60):
         if served(w) == version: return True
         time.sleep(0.3)
     return False
+
+def html_of(path):
+    "The executed notebook at `path` as nbconvert renders it to HTML, and the notebook."
+    nb = nbformat.read(str(path), as_version=4)
+    with warnings.catch_warnings():  # scrapbook's scraps have no HTML form
+        warnings.filterwarnings('ignore', message='Your element with mimetype', category=UserWarning)
+        return HTMLExporter().from_notebook_node(nb)[0], nb
+
+def stderr_outputs(nb):
+    return [(i, ''.join(o['text'])[:200]) for i, c in enumerate(nb.cells) for o in c.get('outputs', []) if o.output_type == 'stream' and o.name == 'stderr']
+
+STDERR_HTML = 'data-mime-type="application/vnd.jupyter.stderr"'  # how nbconvert marks a stderr output
 
 def snapshot(h):
     "Every file under the home except the running service's own logs and metrics, with a hash of its content."
@@ -86,6 +101,15 @@ def test_retrain_promotes_a_better_candidate_and_the_service_serves_it(world):
     c = scraps['comparison'].data
     assert c['production_version'] == '1.0.0' and c['test']['n'] > 0 and 'ndcg@10' in c['candidate']
     assert (c['outcome'], c['production_scored']) == ('better', 'as served') and c['n_repeats'] > 0, c
+    # the report reads like one: the verdict at the top, as the headline words the job's comparison and decision; no stderr; both plots drawn
+    body, nb = html_of(job['report'])
+    assert stderr_outputs(nb) == [] and STDERR_HTML not in body and r.stderr == ''
+    h = retrain_headline(c, dict(promote=job['promoted'], reason=job['promotion_reason'], version=job['version']), 'movielens')
+    assert h.title == 'Verdict: promote movielens 1.0.1 to production, replacing 1.0.0.' and h.lines[-1] == f"Why: {job['promotion_reason']}"
+    parameters = body.index('# Parameters')
+    assert all(body.index(escape(line)) < parameters for line in (h.title, *h.lines)), 'the verdict is not at the top'
+    assert parameters < body.index('<img') and body.count('<img') == 2  # candidate against production, and the metric per version
+    assert '<title>retrain report: movielens 1.0.1</title>' in open(job['report_html']).read()
     v = registry(world)['versions']['1.0.1']
     assert v['report'] == job['report'] and v['stage'] == 'production' and 'holdout_ndcg@10' in v['metrics']
     assert wait_served(world, '1.0.1')
@@ -107,6 +131,8 @@ def test_a_failing_notebook_fails_the_job_and_leaves_production(world):
     assert 'failure injected' in job['error']
     nb = json.loads(open(job['report']).read())  # the executed notebook is kept, with the error in it
     assert any(o.get('ename') == 'RuntimeError' for c in nb['cells'] for o in c.get('outputs', []))
+    body, nb = html_of(job['report'])  # the placeholder verdict stays, and is true
+    assert stderr_outputs(nb) == [] and body.index('No verdict: this run stopped before its decision.') < body.index('RuntimeError')
     assert registry(world)['production'] == '1.0.1' and served(world) == '1.0.1'
     shown = json.loads(recnb('jobs', 'show', job['id'], env=world['env']).stdout)
     assert shown['state'] == 'failed' and shown['error'] == job['error']
@@ -176,6 +202,13 @@ def test_scheduler_runs_its_jobs_once_on_demand(world):
     scraps = sb.read_notebook(str(reports[0])).scraps
     assert scraps['version'].data == registry(world)['production'] and 'ndcg@10' in scraps['metrics'].data
     assert {c['column'] for c in scraps['drift'].data['columns']} == {'rating', 'item_popularity', 'user_activity'}
+    body, nb = html_of(reports[0])
+    assert stderr_outputs(nb) == [] and STDERR_HTML not in body
+    head = body.index(escape(f"movielens {registry(world)['production']} (production): NDCG@10 "))
+    assert head < body.index('# Parameters') < body.index('<img'), 'the verdict is not at the top'
+    top = body[head:body.index('# Parameters')]
+    assert 'no drift in the new interactions.' in top or 'the new interactions drifted.' in top, top[:500]
+    assert body.count('<img') == 2  # drift per column, and the metric per version
     header, *jobs = recnb('jobs', 'list', env=world['env']).stdout.splitlines()
     assert header.split()[:2] == ['JOB', 'STATE'] and 'REPORT' in header
     assert jobs[0].split()[1] == 'skipped' and len(jobs) == 7
