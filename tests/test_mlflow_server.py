@@ -1,5 +1,5 @@
 "The MLflow mirror against a real `mlflow server` on 127.0.0.1, started by the test."
-import shutil, subprocess, sys, time
+import subprocess, sys, time
 from pathlib import Path
 import httpx, mlflow, pandas as pd, pytest
 from mlflow import MlflowClient
@@ -7,6 +7,7 @@ from conftest import BIN, env_for, free_port, recnb
 from recnb.config import Settings
 from recnb.model import HybridRecommender
 from recnb.registry import Registry
+from recnb.synthetic import synthetic_dataset, write_synthetic
 from recnb.vectorstore import EdgeStore
 
 def start_mlflow(tmp, port):
@@ -19,11 +20,11 @@ def start_mlflow(tmp, port):
         except httpx.HTTPError: time.sleep(0.5)
     p.kill(); raise AssertionError('mlflow server did not start')
 
-def test_mirror_to_a_tracking_server(home, tmp_path):
+def test_mirror_to_a_tracking_server(tmp_path):
     h = tmp_path/'home'
-    shutil.copytree(home/'cache', h/'cache')  # embeddings only: the model is trained anew
+    data = write_synthetic(tmp_path/'movielens', *synthetic_dataset(400, 300, 6000, seed=3))  # small: this test is about the mirror
     port = free_port()
-    env = env_for(h, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}")
+    env = env_for(h, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}", RECNB_DATA_DIR=data)
     # MLflow down: the registry works, the version waits to be mirrored
     out = recnb('train', '--quiet', env=env).stdout
     assert 'trained movielens 1.0.0' in out
