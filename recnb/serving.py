@@ -10,6 +10,7 @@ import asyncio, time
 from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from threadpoolctl import threadpool_limits
 from . import __version__
 from .config import Settings, get_settings
 from .errors import RecnbError
@@ -62,6 +63,7 @@ async def _tick(app:FastAPI):
 async def lifespan(app:FastAPI):
     "Open the vector store and registry, load the production model; watch the registry while serving."
     s = app.state.settings
+    blas = threadpool_limits(1, user_api='blas')  # restored when the app stops
     configure_logging(s, access_log=not s.monitoring)  # with monitoring on, the app's own line per request is the access log
     app.state.store, app.state.registry = open_store(s), Registry.from_settings(s)
     app.state.model, app.state.swap_lock, app.state.fault_latency = None, asyncio.Lock(), 0.
@@ -72,7 +74,7 @@ async def lifespan(app:FastAPI):
     finally:
         for t in tasks: t.cancel()
         app.state.observer.drain(); app.state.observer.collector.close()
-        app.state.store.close()
+        app.state.store.close(); blas.restore_original_limits()
 
 # %% ../nbs/23_serving.ipynb #3b716d1b
 def create_app(settings:Settings|None=None # Defaults to `get_settings()`

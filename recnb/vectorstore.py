@@ -150,10 +150,14 @@ def _merge(hits:list[list], k:int)->list[Hit]:
     return sorted((Hit(int(p.id), float(p.score)) for h in hits for p in h), key=lambda h: -h.score)[:k]
 
 # %% ../nbs/04_vectorstore.ipynb #0d97ba5b
-def _top(ids:np.ndarray, scores:np.ndarray, k:int, exclude=None)->list[Hit]:
-    "The `k` best `scores` (any order) of the points `ids`, leaving out the ids in `exclude`."
-    if exclude is not None and len(exclude):
-        ex = _idset(exclude); scores = np.where(np.isin(ids, np.fromiter(ex, np.int64, len(ex))), -np.inf, scores)
+def _top(ids:np.ndarray, scores:np.ndarray, k:int, exclude=None, ids_sorted:bool=False)->list[Hit]:
+    "The `k` best `scores` (any order) of the points `ids`, leaving out the ids in `exclude` (found by binary search when `ids_sorted`)."
+    if exclude is not None and len(exclude) and len(ids):
+        ex = _idset(exclude); ex = np.fromiter(ex, np.int64, len(ex))
+        if ids_sorted:
+            p = np.minimum(np.searchsorted(ids, ex), len(ids)-1); p = p[ids[p] == ex]
+            scores = scores.copy(); scores[p] = -np.inf
+        else: scores = np.where(np.isin(ids, ex), -np.inf, scores)
     o = np.argpartition(-scores, k)[:k] if len(scores) > k else np.arange(len(scores))
     return [Hit(int(ids[i]), float(scores[i])) for i in o if scores[i] > -np.inf]
 
@@ -168,7 +172,7 @@ class EdgeStore:
                 ):
         self.root,self.exact_threshold,self.unindexed = Path(root),exact_threshold,tuple(unindexed)
         self.index = index or IndexParams()
-        self._shards,self._exact,self._ranged,self._heads,self._lock = {},{},{},{},threading.Lock()
+        self._shards,self._exact,self._ranged,self._copies,self._lock = {},{},{},{},threading.Lock()
 
     def _path(self, name): return self.root/check_name(name)
 
@@ -240,7 +244,7 @@ def upsert(self:EdgeStore, name, ids, vectors, payloads, batch:int=1000):
     "Write points `batch` at a time."
     import qdrant_edge as qe
     s = self._shard(name); r = self._ranging(name, vectors)
-    for k in r: self._heads.pop((name, k), None)
+    for c in [c for c in self._copies if c[0]==name]: del self._copies[c]  # read again at the next search
     for a in range(0, len(ids), batch):
         b = min(a+batch, len(ids))
         s.update(qe.UpdateOperation.upsert_points(_points(qe.Point, ids[a:b], {k: v[a:b] for k,v in vectors.items()}, payloads[a:b], r)))
@@ -272,7 +276,7 @@ def popular(self:EdgeStore, name, k, filters=None, exclude=None):
 @patch
 def _head(self:EdgeStore, name, using)->tuple[np.ndarray, np.ndarray]:
     "Ids and scaled vectors of the head of `using`, read from the shard on first use."
-    h = self._heads.get((name, using))
+    h = self._copies.get((name, using+HEAD))
     if h is not None: return h
     import qdrant_edge as qe
     f = qe.Filter(must=[qe.FieldCondition(key='_head', match=qe.MatchValue(value=using))])
@@ -281,8 +285,25 @@ def _head(self:EdgeStore, name, using)->tuple[np.ndarray, np.ndarray]:
         recs,off = self._shard(name).scroll(qe.ScrollRequest(offset=off, limit=10_000, filter=f, with_payload=False, with_vector=[using+HEAD]))
         ids += [int(p.id) for p in recs]; vecs += [p.vector[using+HEAD] for p in recs]
         if off is None: break
-    h = self._heads[(name, using)] = np.array(ids, np.int64), np.array(vecs, np.float32).reshape(len(ids), -1)
+    h = self._copies[(name, using+HEAD)] = np.array(ids, np.int64), np.array(vecs, np.float32).reshape(len(ids), -1)
     return h
+
+# %% ../nbs/04_vectorstore.ipynb #52b03ae6
+@patch
+def _all(self:EdgeStore, name, using)->tuple[np.ndarray, np.ndarray, bool]:
+    "Ids (sorted) and vectors of every point of `name` by `using`, read from the shard on first use, and whether it is a cosine vector."
+    c = self._copies.get((name, using))
+    if c is not None: return c
+    import qdrant_edge as qe
+    ids,vecs,off = [],[],None
+    while True:
+        recs,off = self._shard(name).scroll(qe.ScrollRequest(offset=off, limit=10_000, with_payload=False, with_vector=[using]))
+        ids += [int(p.id) for p in recs]; vecs += [p.vector[using] for p in recs]
+        if off is None: break
+    ids = np.array(ids, np.int64); o = np.argsort(ids, kind='stable')
+    cosine = json.loads((self._path(name)/'edge_config.json').read_text())['vectors'][using]['distance'] == 'Cosine'
+    c = self._copies[(name, using)] = ids[o], np.array(vecs, np.float32).reshape(len(ids), -1)[o], cosine
+    return c
 
 # %% ../nbs/04_vectorstore.ipynb #7ca79643
 @patch
@@ -290,6 +311,10 @@ def search(self:EdgeStore, name, using, vector, k, filters=None, exclude=None):
     "The `k` best points of `name` by `using`, best first."
     import qdrant_edge as qe
     s = self._shard(name); r = self._ranged[name].get(using)
+    if self._exact[name] and r is None and not _filtered(filters):  # the whole vector in memory, scored in numpy: no filter to build
+        ids, X, cosine = self._all(name, using)
+        q = np.asarray(vector, np.float32)
+        return _merge([_top(ids, X @ (q/max(float(np.linalg.norm(q)), 1e-30) if cosine else q), k, exclude, ids_sorted=True)], k)
     q = r.query(vector) if r else np.asarray(vector, np.float32)
     def req(vec, flt, params=None): return qe.QueryRequest(query=qe.Query.Nearest(q.tolist(), using=vec), limit=k, filter=flt,
                                                            with_payload=False, with_vector=False, params=params)
@@ -325,7 +350,7 @@ def delete_collection(self:EdgeStore, name):
     "Close and remove the collection `name`."
     with self._lock:
         s = self._shards.pop(name, None); self._ranged.pop(name, None)
-        for h in [h for h in self._heads if h[0]==name]: del self._heads[h]
+        for c in [c for c in self._copies if c[0]==name]: del self._copies[c]
         if s is not None: s.close()
     shutil.rmtree(self._path(name), ignore_errors=True)
 
@@ -335,7 +360,7 @@ def close(self:EdgeStore):
     "Close every open shard."
     with self._lock:
         for s in self._shards.values(): s.close()
-        self._shards.clear(); self._ranged.clear(); self._heads.clear()
+        self._shards.clear(); self._ranged.clear(); self._copies.clear()
 
 # %% ../nbs/04_vectorstore.ipynb #bc962174
 class ClientStore:
