@@ -6,7 +6,7 @@ Docs: https://recnb.github.io/recnb/cli.html.md"""
 
 # %% ../nbs/30_cli.ipynb #e64dd690
 from __future__ import annotations
-import argparse, json, logging, os, sys
+import argparse, json, logging, os, socket, sys
 from pathlib import Path
 from . import __version__
 from .config import get_settings, name_source, with_data_dir
@@ -168,17 +168,41 @@ def _multiprocess_metrics(s)->Path:
     for f in d.glob('*.db'): f.unlink()  # counts of an earlier run
     return d
 
+def _reuseport_socket(family:int, addr:tuple)->socket.socket:
+    "A TCP socket bound to `addr` beside the other workers' (`SO_REUSEPORT`); TCP by name, so asyncio sets `TCP_NODELAY` on its connections."
+    s = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(addr); s.set_inheritable(True)
+    return s
+
+class _WorkerSocket(socket.socket):
+    "The supervisor's socket, bound and never listening; a worker that unpickles it gets a `_reuseport_socket` of its own."
+    def __reduce__(self): return _reuseport_socket, (self.family, self.getsockname()[:2])
+
+def _bind_workers(host:str, port:int)->_WorkerSocket:
+    "The address reserved for the workers (UsageError when it is taken)."
+    family = socket.AF_INET6 if ':' in host else socket.AF_INET
+    s = _WorkerSocket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try: s.bind((host, port))
+    except OSError as e: s.close(); raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}") from e
+    logging.getLogger('uvicorn.error').info("Uvicorn running on http://%s:%d with %s", host, s.getsockname()[1], 'one socket per worker (SO_REUSEPORT)')
+    return s
+
 def cmd_serve(a):
     import uvicorn
     s = get_settings()
     if a.workers < 1: raise UsageError(f"--workers must be at least 1, got {a.workers}")
-    if a.workers > 1:
-        if s.embedded_backend == 'local' and not s.qdrant_url:
-            raise UsageError("--workers above 1 needs the qdrant-edge store or a Qdrant server: qdrant-client's local mode admits one process")
-        _multiprocess_metrics(s)
     # each worker builds the app from the same settings; it configures JSON logging in its lifespan and logs one line per request itself
-    uvicorn.run('recnb.serving:create_app', factory=True, workers=a.workers, host=a.host or s.host, port=a.port or s.port,
-                log_config=None, access_log=False)
+    kw = dict(factory=True, host=a.host or s.host, port=a.port or s.port, log_config=None, access_log=False)
+    if a.workers == 1: return uvicorn.run('recnb.serving:create_app', **kw)
+    if s.embedded_backend == 'local' and not s.qdrant_url:
+        raise UsageError("--workers above 1 needs the qdrant-edge store or a Qdrant server: qdrant-client's local mode admits one process")
+    _multiprocess_metrics(s)
+    from uvicorn.supervisors import Multiprocess
+    config = uvicorn.Config('recnb.serving:create_app', workers=a.workers, **kw)
+    try: Multiprocess(config, sockets=[_bind_workers(kw['host'], kw['port'])]).run()  # what uvicorn.run does for workers, with recnb's socket
+    except KeyboardInterrupt: pass
 
 # %% ../nbs/30_cli.ipynb #aa9bde76
 def cmd_recommend(a):
