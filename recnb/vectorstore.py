@@ -288,7 +288,7 @@ def _head(self:EdgeStore, name, using)->tuple[np.ndarray, np.ndarray]:
     h = self._copies[(name, using+HEAD)] = np.array(ids, np.int64), np.array(vecs, np.float32).reshape(len(ids), -1)
     return h
 
-# %% ../nbs/04_vectorstore.ipynb #52b03ae6
+# %% ../nbs/04_vectorstore.ipynb #8044390f
 @patch
 def _all(self:EdgeStore, name, using)->tuple[np.ndarray, np.ndarray, bool]:
     "Ids (sorted) and vectors of every point of `name` by `using`, read from the shard on first use, and whether it is a cosine vector."
