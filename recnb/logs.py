@@ -6,7 +6,7 @@ Docs: https://recnb.github.io/recnb/logs.html.md"""
 
 # %% ../nbs/11_logs.ipynb #b1457256
 from __future__ import annotations
-import contextvars, logging, logging.config, os, stat, threading, traceback
+import contextvars, json, logging, logging.config, os, stat, threading, traceback
 from contextlib import contextmanager
 from pathlib import Path
 from fastcore.basics import patch
@@ -53,7 +53,12 @@ def format(self:RecnbJsonFormatter, record):
     "The record as one JSON line, formatted once however many handlers (and rotation checks) ask for it."
     cached = record.__dict__.get('_recnb_json')
     if cached is not None and cached[0] is self: return cached[1]
-    line = super(RecnbJsonFormatter, self).format(record)
+    fields = record.__dict__.get('_recnb_fields')
+    if fields is not None and not record.exc_info:  # the same line, built directly (see below)
+        ctx = {k: v for k, var in _context.items() if k not in fields and (v := var.get()) is not None}
+        line = json.dumps({'time': self.formatTime(record, self.datefmt), 'level': record.levelname, 'logger': record.name,
+                           'message': record.getMessage(), **fields, **ctx}, default=str)
+    else: line = super(RecnbJsonFormatter, self).format(record)
     record._recnb_json = (self, line)
     return line
 
@@ -68,7 +73,7 @@ def add_fields(self:RecnbJsonFormatter, log_record, record, message_dict):
         t, e, tb = record.exc_info
         log_record.update(exc_type=t.__name__, exc_message=str(e), traceback=''.join(traceback.format_exception(t, e, tb)))
         log_record.pop('exc_info', None)
-    log_record.pop('_recnb_json', None)
+    log_record.pop('_recnb_json', None); log_record.pop('_recnb_fields', None)
 
 # %% ../nbs/11_logs.ipynb #6dd1899a
 class AppendLog:

@@ -66,6 +66,7 @@ def drain(self:Observer):
         if info: extra.update(model_version=info['model_version'], user_id=obs.get('user_id'))
         r = log.makeRecord(log.name, logging.INFO, __name__, 0, 'request', None, None, extra=extra)
         r.created, r.msecs = t, (t - int(t))*1000  # when the request finished, not when it was accounted for
+        r._recnb_fields = extra  # plain values: the JSON formatter writes them directly
         log.handle(r)
 
 # %% ../nbs/20_observability.ipynb #f83f7f13
