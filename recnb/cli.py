@@ -168,11 +168,13 @@ def _multiprocess_metrics(s)->Path:
     for f in d.glob('*.db'): f.unlink()  # counts of an earlier run
     return d
 
-def _reuseport_socket(family:int, addr:tuple)->socket.socket:
+def _reuseport_socket(family:int, addr:tuple, cls=socket.socket)->socket.socket:
     "A TCP socket bound to `addr` beside the other workers' (`SO_REUSEPORT`); TCP by name, so asyncio sets `TCP_NODELAY` on its connections."
-    s = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    s = cls(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    s.bind(addr); s.set_inheritable(True)
+    try: s.bind(addr)
+    except OSError: s.close(); raise
+    s.set_inheritable(True)
     return s
 
 class _WorkerSocket(socket.socket):
@@ -182,10 +184,8 @@ class _WorkerSocket(socket.socket):
 def _bind_workers(host:str, port:int)->_WorkerSocket:
     "The address reserved for the workers (UsageError when it is taken)."
     family = socket.AF_INET6 if ':' in host else socket.AF_INET
-    s = _WorkerSocket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try: s.bind((host, port))
-    except OSError as e: s.close(); raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}") from e
+    try: s = _reuseport_socket(family, (host, port), _WorkerSocket)
+    except OSError as e: raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}") from e
     logging.getLogger('uvicorn.error').info("Uvicorn running on http://%s:%d with %s", host, s.getsockname()[1], 'one socket per worker (SO_REUSEPORT)')
     return s
 

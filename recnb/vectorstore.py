@@ -274,18 +274,23 @@ def popular(self:EdgeStore, name, k, filters=None, exclude=None):
 
 # %% ../nbs/04_vectorstore.ipynb #a1e0c00e
 @patch
+def _scroll(self:EdgeStore, name, using, flt=None)->tuple[np.ndarray, np.ndarray]:
+    "Ids and vectors `using` of the points of `name` that pass `flt`, read a page at a time."
+    import qdrant_edge as qe
+    ids,vecs,off = [],[],None
+    while True:
+        recs,off = self._shard(name).scroll(qe.ScrollRequest(offset=off, limit=10_000, filter=flt, with_payload=False, with_vector=[using]))
+        ids += [int(p.id) for p in recs]; vecs += [p.vector[using] for p in recs]
+        if off is None: break
+    return np.array(ids, np.int64), np.array(vecs, np.float32).reshape(len(ids), -1)
+
+@patch
 def _head(self:EdgeStore, name, using)->tuple[np.ndarray, np.ndarray]:
     "Ids and scaled vectors of the head of `using`, read from the shard on first use."
     h = self._copies.get((name, using+HEAD))
     if h is not None: return h
     import qdrant_edge as qe
-    f = qe.Filter(must=[qe.FieldCondition(key='_head', match=qe.MatchValue(value=using))])
-    ids,vecs,off = [],[],None
-    while True:
-        recs,off = self._shard(name).scroll(qe.ScrollRequest(offset=off, limit=10_000, filter=f, with_payload=False, with_vector=[using+HEAD]))
-        ids += [int(p.id) for p in recs]; vecs += [p.vector[using+HEAD] for p in recs]
-        if off is None: break
-    h = self._copies[(name, using+HEAD)] = np.array(ids, np.int64), np.array(vecs, np.float32).reshape(len(ids), -1)
+    h = self._copies[(name, using+HEAD)] = self._scroll(name, using+HEAD, qe.Filter(must=[qe.FieldCondition(key='_head', match=qe.MatchValue(value=using))]))
     return h
 
 # %% ../nbs/04_vectorstore.ipynb #8044390f
@@ -294,15 +299,9 @@ def _all(self:EdgeStore, name, using)->tuple[np.ndarray, np.ndarray, bool]:
     "Ids (sorted) and vectors of every point of `name` by `using`, read from the shard on first use, and whether it is a cosine vector."
     c = self._copies.get((name, using))
     if c is not None: return c
-    import qdrant_edge as qe
-    ids,vecs,off = [],[],None
-    while True:
-        recs,off = self._shard(name).scroll(qe.ScrollRequest(offset=off, limit=10_000, with_payload=False, with_vector=[using]))
-        ids += [int(p.id) for p in recs]; vecs += [p.vector[using] for p in recs]
-        if off is None: break
-    ids = np.array(ids, np.int64); o = np.argsort(ids, kind='stable')
+    ids, X = self._scroll(name, using); o = np.argsort(ids, kind='stable')
     cosine = json.loads((self._path(name)/'edge_config.json').read_text())['vectors'][using]['distance'] == 'Cosine'
-    c = self._copies[(name, using)] = ids[o], np.array(vecs, np.float32).reshape(len(ids), -1)[o], cosine
+    c = self._copies[(name, using)] = ids[o], X[o], cosine
     return c
 
 # %% ../nbs/04_vectorstore.ipynb #7ca79643
