@@ -10,6 +10,11 @@
    of the bare endpoint's (one worker). recnb is also run with monitoring and logging switched off
    (RECNB_MONITORING=false, RECNB_LOG_LEVEL=WARNING): with them on, p50 at most 5% higher.
 
+The four servers are started together and loaded in turn, `--rounds` times (the order reversed every other
+round), so that each ratio is taken between runs seconds apart: each ratio printed is the median over the
+rounds of the ratio within a round, which holds on a machine whose speed drifts by a quarter from minute to
+minute (this one's does). The per-server lines are medians over the rounds too.
+
 Each run saves its result as .bench/results/serving-COMMIT.json and prints its ratios beside the newest
 saved run of another commit (or --compare FILE), so a change can be compared with the one before it.
 
@@ -64,9 +69,9 @@ async def _worker(port, bodies, stop_at, lat, errors):
         if not head.startswith(b'HTTP/1.1 200'): errors.append(head.split(b'\r\n')[0] + body[:200])
     writer.close()
 
-async def _load(port, bodies, seconds, clients):
+async def _load(port, bodies, seconds, clients, warmup=1.0):
     lat, errors = [], []
-    await asyncio.gather(*[_worker(port, bodies, time.perf_counter()+1, [], errors) for _ in range(clients)])  # warm-up
+    if warmup: await asyncio.gather(*[_worker(port, bodies, time.perf_counter()+warmup, [], errors) for _ in range(clients)])
     t = time.perf_counter()
     await asyncio.gather(*[_worker(port, bodies, t+seconds, lat, errors) for _ in range(clients)])
     return lat, errors, time.perf_counter()-t
@@ -80,12 +85,26 @@ def serve(cmd, env):
         except httpx.HTTPError: time.sleep(0.3)
     p.kill(); raise SystemExit(f"server {cmd} did not start")
 
-def http_run(cmd, env, bodies, seconds, clients):
-    p, port = serve(cmd, env)
-    try: lat, errors, dt = asyncio.run(_load(port, bodies, seconds, clients))
-    finally: p.terminate(); p.wait(20)
+def one_load(port, bodies, seconds, clients, warmup)->dict:
+    lat, errors, dt = asyncio.run(_load(port, bodies, seconds, clients, warmup))
     if errors: raise SystemExit(f"{len(errors)} failed requests, e.g. {errors[0]!r}")
     return dict(p50=pct(lat, 50), p99=pct(lat, 99), rps=len(lat)/dt, n=len(lat))
+
+def http_rounds(servers:dict, bodies, seconds, clients, rounds)->list[dict]:
+    "Start every server of `servers` (name: (cmd, env)), then load each in turn for `seconds`, `rounds` times."
+    procs = {}
+    try:
+        for n, (cmd, env) in servers.items(): procs[n] = serve(cmd, env)
+        out = []
+        for i in range(rounds):
+            names = list(servers) if i % 2 == 0 else list(servers)[::-1]
+            out.append({n: one_load(procs[n][1], bodies, seconds, clients, warmup=1.0 if i == 0 else 0.2) for n in names})
+        return out
+    finally:
+        for p, _ in procs.values(): p.terminate()
+        for p, _ in procs.values(): p.wait(20)
+
+def median(xs): return float(np.median(xs))
 
 TARGETS = {  # name: (what it is, the target, whether higher is better)
     'in_process_vs_numpy': ('in-process recommend p50 / numpy top-10 p50', 2.5, False),
@@ -113,7 +132,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--home', type=Path, default=ROOT/'.bench'/'home')
     ap.add_argument('--requests', type=int, default=3000, help='in-process requests')
-    ap.add_argument('--seconds', type=float, default=8, help='HTTP load per server')
+    ap.add_argument('--seconds', type=float, default=2.5, help='HTTP load per server in each round')
+    ap.add_argument('--rounds', type=int, default=6, help='rounds of load over the four servers')
     ap.add_argument('--clients', type=int, default=8)
     ap.add_argument('--results', type=Path, default=ROOT/'.bench'/'results', help='where each run saves serving-COMMIT.json')
     ap.add_argument('--compare', type=Path, help='a saved result to compare with (default: the newest of another commit)')
@@ -132,30 +152,33 @@ def main():
     users = [int(u) for u in np.random.RandomState(1).randint(1, 611, 500)]
     bodies = [json.dumps({'user_id': u, 'k': 10}).encode() for u in users]
     cmd = [str(BIN/'recnb'), 'serve']
-    http = {'recnb': http_run(cmd, env, bodies, a.seconds, a.clients),
-            'recnb, no monitoring': http_run(cmd, {**env, 'RECNB_MONITORING': 'false', 'RECNB_LOG_LEVEL': 'WARNING'}, bodies, a.seconds, a.clients),
-            'recnb --workers 2': http_run(cmd + ['--workers', '2'], env, bodies, a.seconds, a.clients),
-            'bare': http_run([str(BIN/'uvicorn'), '--app-dir', str(ROOT/'bench'), 'bare_app:app'], env, bodies, a.seconds, a.clients)}
-    r, bare = http['recnb'], http['bare']
-    ratios = dict(in_process_vs_numpy=pct(rec, 50)/pct(floor, 50), rps_vs_bare=r['rps']/bare['rps'],
-                  rps_2_workers_vs_bare=http['recnb --workers 2']['rps']/bare['rps'], p99_ms=r['p99'],
-                  monitoring_p50=r['p50']/http['recnb, no monitoring']['p50'])
+    off = {**env, 'RECNB_MONITORING': 'false', 'RECNB_LOG_LEVEL': 'WARNING'}
+    rounds = http_rounds({'recnb': (cmd, env), 'recnb, no monitoring': (cmd, off), 'recnb --workers 2': (cmd + ['--workers', '2'], env),
+                          'bare': ([str(BIN/'uvicorn'), '--app-dir', str(ROOT/'bench'), 'bare_app:app'], env)},
+                         bodies, a.seconds, a.clients, a.rounds)
+    http = {n: dict(p50=median([r[n]['p50'] for r in rounds]), p99=median([r[n]['p99'] for r in rounds]),
+                    rps=median([r[n]['rps'] for r in rounds]), n=sum(r[n]['n'] for r in rounds)) for n in rounds[0]}
+    def within(f): return median([f(r) for r in rounds])  # the ratio in each round, its median over the rounds
+    ratios = dict(in_process_vs_numpy=pct(rec, 50)/pct(floor, 50), rps_vs_bare=within(lambda r: r['recnb']['rps']/r['bare']['rps']),
+                  rps_2_workers_vs_bare=within(lambda r: r['recnb --workers 2']['rps']/r['bare']['rps']), p99_ms=http['recnb']['p99'],
+                  monitoring_p50=within(lambda r: r['recnb']['p50']/r['recnb, no monitoring']['p50']))
     this = commit()
-    result = dict(commit=this, time=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), clients=a.clients, seconds=a.seconds,
+    result = dict(commit=this, time=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), clients=a.clients, seconds=a.seconds, rounds=a.rounds,
                   catalog=dict(items=shape[0], dims=shape[1]),
                   in_process=dict(recommend_p50_ms=pct(rec, 50), recommend_p99_ms=pct(rec, 99), numpy_p50_ms=pct(floor, 50), n=len(rec)),
-                  http=http, ratios=ratios)
+                  http=http, http_rounds=rounds, ratios=ratios)
     print(f"catalog: {shape[0]} items, hybrid vectors of {shape[1]} dimensions; commit {this}")
     print(f"in process, {len(rec)} requests: recommend p50 {pct(rec, 50):.3f} ms p99 {pct(rec, 99):.3f} ms; "
           f"numpy exact top-10 p50 {pct(floor, 50):.3f} ms")
     for n, x in http.items():
-        print(f"HTTP {a.clients} clients, {n:<20}: p50 {x['p50']:.2f} ms  p99 {x['p99']:.2f} ms  {x['rps']:.0f} req/s ({x['n']} requests)")
+        print(f"HTTP {a.clients} clients, {n:<20}: p50 {x['p50']:.2f} ms  p99 {x['p99']:.2f} ms  {x['rps']:.0f} req/s "
+              f"(medians of {a.rounds} rounds of {a.seconds:g} s, {x['n']} requests)")
     before = json.loads(a.compare.read_text()) if a.compare else previous(a.results, this)
     print(f"\n{'ratio':<48} {'this run':>9} {'target':>8}  {'met':<4}" + (f" {'at ' + before['commit']:>16}" if before else ''))
     for key, (what, target, higher) in TARGETS.items():
         v = ratios[key]; ok = v >= target if higher else v <= target
         was = f" {before['ratios'][key]:>16.2f}" if before and key in before['ratios'] else ''
-        print(f"{what:<48} {v:>9.2f} {('>= ' if higher else '<= ') + str(target):>8}  {'yes' if ok else 'NO':<4}{was}")
+        print(f"{what:<48} {v:>9.3f} {('>= ' if higher else '<= ') + str(target):>8}  {'yes' if ok else 'NO':<4}{was}")
     a.results.mkdir(parents=True, exist_ok=True)
     out = a.results/f"serving-{this}.json"
     out.write_text(json.dumps(result, indent=1))

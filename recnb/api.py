@@ -7,6 +7,7 @@ Docs: https://recnb.github.io/recnb/api.html.md"""
 # %% ../nbs/21_api.ipynb #5a11631a
 from __future__ import annotations
 import asyncio, hmac
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Response, Security
 from fastapi import Path as PathParam
@@ -20,7 +21,7 @@ from .config import Settings, check_name
 from .embeddings import load_encoder
 from .errors import Busy, Conflict, InvalidInput, NotFoundError, RecnbError, Unavailable, kind_of
 from .logs import set_log_context
-from .model import HybridRecommender, UnknownItems
+from .model import HybridRecommender, Recommendations, UnknownItems
 from .monitoring import check, resources
 from .registry import Registry, parse_version
 from . import usecases as uc
@@ -32,8 +33,8 @@ __all__ = ['IdIn', 'HTTP_STATUS', 'SettingsDep', 'RegistryDep', 'StoreDep', 'Mod
            'NAME_PATTERN', 'VERSION_PATTERN', 'JOB_ID_PATTERN', 'NameParam', 'VersionParam', 'JobIdParam',
            'recommendations', 'operations', 'faults', 'FiltersIn', 'RecommendRequest', 'ErrorOut', 'error_responses',
            'RecItem', 'RecommendResponse', 'error_response', 'get_settings_dep', 'get_registry', 'get_store',
-           'get_model', 'get_observer', 'require_api_key', 'ActionIn', 'refresh', 'follow_live', 'recommend', 'livez',
-           'readyz', 'health', 'metrics', 'summary', 'FaultsIn', 'set_faults']
+           'get_model', 'get_observer', 'require_api_key', 'ActionIn', 'refresh', 'follow_live', 'SearchBatcher',
+           'recommend', 'livez', 'readyz', 'health', 'metrics', 'summary', 'FaultsIn', 'set_faults']
 
 # %% ../nbs/21_api.ipynb #15933539
 class FiltersIn(BaseModel):
@@ -204,6 +205,44 @@ def _unavailable(m:HybridRecommender|None, store)->str|None:
     c = _components(m, store, None)[1]
     return None if c['status'] == 'ok' else f"vector store unavailable: {c['detail']}"
 
+# %% ../nbs/21_api.ipynb #95b7dbbf
+def _answer(batch:list)->list:
+    "On the search thread: the requests of `batch` (`(model, kwargs, future)`), each model's by `recommend_many`, in order."
+    out, by = [None]*len(batch), {}
+    for i, (m, _, _) in enumerate(batch): by.setdefault(id(m), (m, []))[1].append(i)
+    for m, rows in by.values():
+        for i, r in zip(rows, m.recommend_many([batch[i][1] for i in rows])): out[i] = r
+    return out
+
+class SearchBatcher:
+    "Recommendations answered on one search thread; the requests that arrive while it is busy are answered together."
+    def __init__(self):
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix='recnb-search')
+        self.pending, self.busy, self.batches, self.requests = [], False, 0, 0  # touched on the event loop only
+
+    async def recommend(self, m:HybridRecommender, **kw)->Recommendations:
+        "`m.recommend(**kw)`, on the search thread, with whatever requests are waiting when it is free."
+        fut = asyncio.get_running_loop().create_future()
+        self.pending.append((m, kw, fut))
+        if not self.busy: self._next()
+        return await fut
+
+    def _next(self):
+        batch, self.pending, self.busy = self.pending, [], True
+        self.batches, self.requests = self.batches + 1, self.requests + len(batch)
+        asyncio.get_running_loop().run_in_executor(self.pool, _answer, batch).add_done_callback(lambda f: self._done(batch, f))
+
+    def _done(self, batch, f):
+        self.busy = False
+        rs = [f.exception()]*len(batch) if f.exception() else f.result()
+        for (_, _, fut), r in zip(batch, rs):
+            if fut.done(): continue  # its client went away
+            if isinstance(r, BaseException): fut.set_exception(r)
+            else: fut.set_result(r)
+        if self.pending: self._next()
+
+    def close(self): self.pool.shutdown(wait=True)
+
 # %% ../nbs/21_api.ipynb #89e03864
 recommendations = APIRouter(tags=['recommend'])
 
@@ -219,7 +258,7 @@ async def recommend(body:RecommendRequest, request:Request, m:ModelDep,
     if obs is not None: set_log_context(model_version=m.version, user_id=body.user_id); obs['user_id'] = body.user_id
     kw = dict(user_id=body.user_id, items=body.items, query=body.query, k=body.k,
               filters=body.filters.to_filters() if body.filters else None, exclude_seen=body.exclude_seen)
-    try: recs = await run_in_threadpool(m.recommend, **kw) if body.query is not None else m.recommend(**kw)
+    try: recs = await (run_in_threadpool(m.recommend, **kw) if body.query is not None else request.app.state.batcher.recommend(m, **kw))
     except ValueError as e:  # unknown item ids or genres, a query of blanks: the request's fault, named by field
         field = getattr(e, 'field', None) or ('items' if isinstance(e, UnknownItems) or body.items is not None else 'query' if body.query is not None else 'user_id')
         raise HTTPException(422, [{'loc': ['body', *field.split('.')], 'msg': str(e), 'type': 'value_error'}]) from e

@@ -19,7 +19,7 @@ from .data import fingerprint, stratified_split
 from .embeddings import EmbeddingCache, MODEL_ID, embed, encode, item_texts
 from .ease import GB, Gram, choose_solver, ease, gram_eig, lowrank_ease
 from .metrics import hit_matrix, ndcg_at_k, top_k
-from .vectorstore import Filters, VectorSpec
+from .vectorstore import Filters, VectorSpec, _filtered
 from .live import LiveItems, merge_hits
 from .ids import IdMaps, show_id
 
@@ -533,6 +533,30 @@ def _user_query(self:HybridRecommender, user_id:int, max_cached:int=65536):
 
 # %% ../nbs/05_model.ipynb #542fd7a8
 @patch
+def _plan(self:HybridRecommender, user_id=None, items=None, query=None, k:int=10, filters:Filters|None=None, exclude_seen:bool=True):
+    "What `recommend` does for a request: the finished answer (a cold start), or the search `(using, vector, k, filters, exclude)` to run."
+    if sum(x is not None for x in (user_id, items, query)) != 1: raise ValueError("give exactly one of user_id, items or query")
+    if not 1 <= k <= 1000: raise ValueError(f"k must be between 1 and 1000, got {k}")
+    if self.store is None: raise RuntimeError("the model is not attached to a vector store; call index() or attach()")
+    if filters is not None and filters.genres: self._check_genres(filters.genres)
+    filters = match_filters(filters)
+    if query is not None:
+        if not query.strip(): raise ValueError("query is empty")
+        return 'text', encode([query])[0], k, filters, None
+    if user_id is not None:
+        uid = self.ids.users.lookup_one(user_id)
+        if uid is None or (self.user_row(uid) is None and uid not in self._events): return self._recs(self._popular(k, filters), cold=True)
+        q, seen = self._user_query(uid)
+        return 'hybrid', q, k, filters, seen if exclude_seen else None
+    if not len(items): raise ValueError("items is empty")
+    ext = np.asarray(list(items), object)
+    ids = self.ids.items.lookup(ext)
+    bad = ext[(ids < 0) | np.isin(ids, self._locate(ids[ids >= 0])[2])]
+    if len(bad): raise UnknownItems(f"unknown item ids: {', '.join(map(show_id, bad[:10]))}")
+    ids = np.unique(ids)
+    return 'hybrid', self._ids_query(ids), k, filters, frozenset(ids.tolist()) if exclude_seen else None
+
+@patch
 def recommend(self:HybridRecommender,
               user_id:int|str|None=None, # A user's id; a user with no history and no events gets the cold-start answer
               items:list[int|str]|None=None, # Ids of items the user likes
@@ -542,26 +566,36 @@ def recommend(self:HybridRecommender,
               exclude_seen:bool=True # Leave out the user's (or the given) items
              )->Recommendations:
     "Top-`k` items for a user, a list of liked items, or a text query; withdrawn items never."
-    if sum(x is not None for x in (user_id, items, query)) != 1: raise ValueError("give exactly one of user_id, items or query")
-    if not 1 <= k <= 1000: raise ValueError(f"k must be between 1 and 1000, got {k}")
-    if self.store is None: raise RuntimeError("the model is not attached to a vector store; call index() or attach()")
-    if filters is not None and filters.genres: self._check_genres(filters.genres)
-    filters = match_filters(filters)
-    if query is not None:
-        if not query.strip(): raise ValueError("query is empty")
-        return self._recs(self._search('text', encode([query])[0], k, filters))
-    if user_id is not None:
-        uid = self.ids.users.lookup_one(user_id)
-        if uid is None or (self.user_row(uid) is None and uid not in self._events): return self._recs(self._popular(k, filters), cold=True)
-        q, seen = self._user_query(uid)
-        return self._recs(self._search('hybrid', q, k, filters, seen if exclude_seen else None))
-    if not len(items): raise ValueError("items is empty")
-    ext = np.asarray(list(items), object)
-    ids = self.ids.items.lookup(ext)
-    bad = ext[(ids < 0) | np.isin(ids, self._locate(ids[ids >= 0])[2])]
-    if len(bad): raise UnknownItems(f"unknown item ids: {', '.join(map(show_id, bad[:10]))}")
-    ids = np.unique(ids)
-    return self._recs(self._search('hybrid', self._ids_query(ids), k, filters, frozenset(ids.tolist()) if exclude_seen else None))
+    p = self._plan(user_id, items, query, k, filters, exclude_seen)
+    return p if isinstance(p, Recommendations) else self._recs(self._search(*p))
+
+# %% ../nbs/05_model.ipynb #92f6d6f5
+@patch
+def _search_many(self:HybridRecommender, ps:list[tuple])->list[list]:
+    "The hits of the searches `ps` (each `(using, vector, k, filters, exclude)`, one vector, no filters), asked of the store at once."
+    if len(ps) == 1: return [self._search(*ps[0])]
+    L, using = self.live, ps[0][0]
+    hide = [ex if not L.hidden else L.hidden if ex is None else L.hidden | ex for *_, ex in ps]
+    found = self.store.search_many(self.collection, using, np.stack([p[1] for p in ps]), [p[2] for p in ps], None, [h or None for h in hide])
+    return [merge_hits(h, L.search(using, p[1], p[2], None, p[4]), p[2]) for h, p in zip(found, ps)]
+
+@patch
+def recommend_many(self:HybridRecommender, requests:list[dict] # Each the keyword arguments of one `recommend`
+                  )->list[Recommendations|Exception]:
+    "`recommend(**r)` for each of `requests`, the unfiltered searches of one vector made together; a request's error is returned in its place."
+    out = []
+    for r in requests:
+        try: out.append(self._plan(**r))
+        except Exception as e: out.append(e)
+    together, alone = {}, []
+    for i, p in enumerate(out):
+        if isinstance(p, tuple): alone.append([i]) if _filtered(p[3]) else together.setdefault(p[0], []).append(i)
+    for rows in [*together.values(), *alone]:
+        try:
+            for i, h in zip(rows, self._search_many([out[i] for i in rows])): out[i] = self._recs(h)
+        except Exception as e:
+            for i in rows: out[i] = e
+    return out
 
 # %% ../nbs/05_model.ipynb #c4957bac
 @patch

@@ -18,7 +18,7 @@ from .logs import configure_logging
 from .registry import CorruptRegistry, Registry
 from .vectorstore import open_store
 from .observability import ObserveMiddleware, Observer, log
-from .api import error_response, faults, follow_live, operations, recommendations, refresh
+from .api import SearchBatcher, error_response, faults, follow_live, operations, recommendations, refresh
 from .routes import models, retraining
 from .catalogue_routes import catalogue
 
@@ -66,7 +66,7 @@ async def lifespan(app:FastAPI):
     blas = threadpool_limits(1, user_api='blas')  # restored when the app stops
     configure_logging(s, access_log=not s.monitoring)  # with monitoring on, the app's own line per request is the access log
     app.state.store, app.state.registry = open_store(s), Registry.from_settings(s)
-    app.state.model, app.state.swap_lock, app.state.fault_latency = None, asyncio.Lock(), 0.
+    app.state.model, app.state.swap_lock, app.state.fault_latency, app.state.batcher = None, asyncio.Lock(), 0., SearchBatcher()
     try: await refresh(app)
     except Exception: log.exception("could not load the production model; serving without one until it can be loaded")
     tasks = [asyncio.create_task(_watch_registry(app)), asyncio.create_task(_tick(app))]
@@ -74,7 +74,7 @@ async def lifespan(app:FastAPI):
     finally:
         for t in tasks: t.cancel()
         app.state.observer.drain(); app.state.observer.collector.close()
-        app.state.store.close(); blas.restore_original_limits()
+        app.state.batcher.close(); app.state.store.close(); blas.restore_original_limits()
 
 # %% ../nbs/23_serving.ipynb #3b716d1b
 def create_app(settings:Settings|None=None # Defaults to `get_settings()`

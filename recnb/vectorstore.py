@@ -44,6 +44,7 @@ class VectorStore(Protocol):
     def upsert(self, name:str, ids:np.ndarray, vectors:dict[str, np.ndarray], payloads:list[dict]): ...
     def finish(self, name:str): ...
     def search(self, name:str, using:str, vector:np.ndarray, k:int, filters:Filters|None=None, exclude=None)->list[Hit]: ...
+    def search_many(self, name:str, using:str, vectors:np.ndarray, k:int|list[int], filters:Filters|None=None, exclude:list|None=None)->list[list[Hit]]: ...
     def popular(self, name:str, k:int, filters:Filters|None=None, exclude=None)->list[Hit]: ...
     def has_collection(self, name:str)->bool: ...
     def set_alias(self, alias:str, collection:str): ...
@@ -304,6 +305,15 @@ def _all(self:EdgeStore, name, using)->tuple[np.ndarray, np.ndarray, bool]:
     c = self._copies[(name, using)] = ids[o], X[o], cosine
     return c
 
+# %% ../nbs/04_vectorstore.ipynb #38da95e0
+@patch
+def _scan(self:EdgeStore, name, using, Q:np.ndarray, ks:list[int], excludes:list)->list[list[Hit]]:
+    "The best `ks[i]` points for each row of `Q` (without `excludes[i]`), scored in numpy: one pass over the vectors for all the rows."
+    ids, X, cosine = self._all(name, using)
+    if cosine: Q = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-30)
+    S = X @ Q[0] if len(Q) == 1 else Q @ X.T  # one request: a matrix-vector product; several: one matrix product
+    return [_merge([_top(ids, s, k, ex, ids_sorted=True)], k) for s, k, ex in zip([S] if len(Q) == 1 else S, ks, excludes)]
+
 # %% ../nbs/04_vectorstore.ipynb #7ca79643
 @patch
 def search(self:EdgeStore, name, using, vector, k, filters=None, exclude=None):
@@ -311,9 +321,7 @@ def search(self:EdgeStore, name, using, vector, k, filters=None, exclude=None):
     import qdrant_edge as qe
     s = self._shard(name); r = self._ranged[name].get(using)
     if self._exact[name] and r is None and not _filtered(filters):  # the whole vector in memory, scored in numpy: no filter to build
-        ids, X, cosine = self._all(name, using)
-        q = np.asarray(vector, np.float32)
-        return _merge([_top(ids, X @ (q/max(float(np.linalg.norm(q)), 1e-30) if cosine else q), k, exclude, ids_sorted=True)], k)
+        return self._scan(name, using, np.asarray(vector, np.float32)[None], [k], [exclude])[0]
     q = r.query(vector) if r else np.asarray(vector, np.float32)
     def req(vec, flt, params=None): return qe.QueryRequest(query=qe.Query.Nearest(q.tolist(), using=vec), limit=k, filter=flt,
                                                            with_payload=False, with_vector=False, params=params)
@@ -321,6 +329,17 @@ def search(self:EdgeStore, name, using, vector, k, filters=None, exclude=None):
     if r is not None and _filtered(filters): hits.append(s.query(req(using+HEAD, self._filter(filters, exclude, head=using))))
     elif r is not None: ids,Z = self._head(name, using); hits.append(_top(ids, Z @ q, k, exclude))
     return _merge(hits, k)
+
+# %% ../nbs/04_vectorstore.ipynb #bddf917d
+@patch
+def search_many(self:EdgeStore, name, using, vectors, k, filters=None, exclude=None)->list[list[Hit]]:
+    "`search` for each row of `vectors`, with its own `k` and `exclude` (lists, or one for all)."
+    n = len(vectors); ks = [k]*n if isinstance(k, int) else list(k); exs = [None]*n if exclude is None else list(exclude)
+    self._shard(name)
+    if self._exact[name] and self._ranged[name].get(using) is None and not _filtered(filters):
+        return self._scan(name, using, np.asarray(vectors, np.float32).reshape(n, -1), ks, exs)
+    return [self.search(name, using, v, kk, filters, ex) for v, kk, ex in zip(vectors, ks, exs)]  # the engine: a query each
+
 
 # %% ../nbs/04_vectorstore.ipynb #a5ec2666
 @patch
@@ -455,13 +474,22 @@ def popular(self:ClientStore, name, k, filters=None, exclude=None):
 @patch
 def search(self:ClientStore, name, using, vector, k, filters=None, exclude=None):
     "The `k` best points of `name` by `using`, best first."
+    return self.search_many(name, using, np.asarray(vector, np.float32)[None], [k], filters, [exclude])[0]
+
+@patch
+def search_many(self:ClientStore, name, using, vectors, k, filters=None, exclude=None)->list[list[Hit]]:
+    "`search` for each row of `vectors`, with its own `k` and `exclude` (lists, or one for all): one batch of requests for them all."
     from qdrant_client import models as m
+    n = len(vectors); ks = [k]*n if isinstance(k, int) else list(k); exs = [None]*n if exclude is None else list(exclude)
     r = self._ranging(name).get(using)
-    q = (r.query(vector) if r else np.asarray(vector, np.float32)).tolist()
     params = m.SearchParams(hnsw_ef=_ef(self.index, filters)) if r else None  # local mode warns about any params
-    main = m.QueryRequest(query=q, using=using, limit=k, filter=self._filter(filters, exclude), params=params)
-    reqs = [main] + ([m.QueryRequest(query=q, using=using+HEAD, limit=k, filter=self._filter(filters, exclude, head=using))] if r else [])
-    return _merge([x.points for x in self.client.query_batch_points(name, requests=reqs)], k)
+    reqs = []
+    for v, kk, ex in zip(vectors, ks, exs):
+        q = (r.query(v) if r else np.asarray(v, np.float32)).tolist()
+        reqs.append(m.QueryRequest(query=q, using=using, limit=kk, filter=self._filter(filters, ex), params=params))
+        if r: reqs.append(m.QueryRequest(query=q, using=using+HEAD, limit=kk, filter=self._filter(filters, ex, head=using)))
+    res, per = self.client.query_batch_points(name, requests=reqs) if reqs else [], 2 if r else 1
+    return [_merge([x.points for x in res[i*per:(i+1)*per]], kk) for i, kk in enumerate(ks)]
 
 # %% ../nbs/04_vectorstore.ipynb #a0829e65
 @patch
