@@ -216,12 +216,15 @@ def _answer(batch:list)->list:
 
 class SearchBatcher:
     "Recommendations answered on one search thread; the requests that arrive while it is busy are answered together."
-    def __init__(self):
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix='recnb-search')
+    def __init__(self, thread:bool=True): # False: each request on the event loop, at once (a worker among several)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix='recnb-search') if thread else None
         self.pending, self.busy, self.batches, self.requests = [], False, 0, 0  # touched on the event loop only
 
     async def recommend(self, m:HybridRecommender, **kw)->Recommendations:
         "`m.recommend(**kw)`, on the search thread, with whatever requests are waiting when it is free."
+        if self.pool is None:
+            self.batches, self.requests = self.batches + 1, self.requests + 1
+            return m.recommend(**kw)
         fut = asyncio.get_running_loop().create_future()
         self.pending.append((m, kw, fut))
         if not self.busy: self._next()
@@ -241,7 +244,8 @@ class SearchBatcher:
             else: fut.set_result(r)
         if self.pending: self._next()
 
-    def close(self): self.pool.shutdown(wait=True)
+    def close(self):
+        if self.pool is not None: self.pool.shutdown(wait=True)
 
 # %% ../nbs/21_api.ipynb #89e03864
 recommendations = APIRouter(tags=['recommend'])

@@ -199,6 +199,7 @@ def cmd_serve(a):
     if s.embedded_backend == 'local' and not s.qdrant_url:
         raise UsageError("--workers above 1 needs the qdrant-edge store or a Qdrant server: qdrant-client's local mode admits one process")
     _multiprocess_metrics(s)
+    os.environ.setdefault('RECNB_SEARCH_THREAD', 'false')  # the workers' event loops take the cores (unless set)
     from uvicorn.supervisors import Multiprocess
     config = uvicorn.Config('recnb.serving:create_app', workers=a.workers, **kw)
     try: Multiprocess(config, sockets=[_bind_workers(kw['host'], kw['port'])]).run()  # what uvicorn.run does for workers, with recnb's socket

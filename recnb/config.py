@@ -72,6 +72,7 @@ class _CoreSettings(BaseSettings):
 class Settings(_CoreSettings):
     "recnb's configuration; every field can be set as an environment variable `RECNB_<FIELD>`."
     monitoring: bool = True  # Request metrics, per-request JSON log lines, anomalies and alerts
+    search_thread: bool = True  # Answer requests by user or items on a search thread, those arriving together in one batch; off in `recnb serve --workers N`'s workers
     alert_rules: list[dict] = [dict(name='slow_requests', metric='latency_ms', window='1m', stat='p95', condition='>', threshold=250., cooldown=300.),
                                dict(name='errors', metric='error', window='5m', stat='mean', condition='>', threshold=0.05, cooldown=300.)]  # Alert rules (JSON)
     alert_webhook: str|None = None  # URL that receives alerts as JSON POSTs

@@ -66,7 +66,7 @@ async def lifespan(app:FastAPI):
     blas = threadpool_limits(1, user_api='blas')  # restored when the app stops
     configure_logging(s, access_log=not s.monitoring)  # with monitoring on, the app's own line per request is the access log
     app.state.store, app.state.registry = open_store(s), Registry.from_settings(s)
-    app.state.model, app.state.swap_lock, app.state.fault_latency, app.state.batcher = None, asyncio.Lock(), 0., SearchBatcher()
+    app.state.model, app.state.swap_lock, app.state.fault_latency, app.state.batcher = None, asyncio.Lock(), 0., SearchBatcher(s.search_thread)
     try: await refresh(app)
     except Exception: log.exception("could not load the production model; serving without one until it can be loaded")
     tasks = [asyncio.create_task(_watch_registry(app)), asyncio.create_task(_tick(app))]
