@@ -44,7 +44,8 @@ class MetricsCollector:
         self.clock, self.chunk, self.flush_every = clock, chunk, flush_every
         self._lock, self._io = threading.Lock(), threading.Lock()
         self._blocks = deque()  # (time of the last row, rows × columns array), oldest first
-        self._rows, self._versions, self._pending = [], {}, []
+        self._buf, self._n = np.empty((chunk, len(_COLS))), 0  # the current chunk: its first `_n` rows are filled
+        self._versions, self._pending = {}, []
         self.path, self.max_bytes, self.backups, self._f = None if path is None else Path(path), max_bytes, backups, None
         if self.path is not None: self.path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -56,9 +57,9 @@ def record(self:MetricsCollector, latency_ms:float, results:int=0, mean_score:fl
     t = self.clock()
     row = (t, float(latency_ms), float(results), math.nan if mean_score is None else float(mean_score), float(cold_start), float(error))
     with self._lock:
-        self._rows.append(row)
+        self._buf[self._n] = row; self._n += 1
         if model_version: self._versions[model_version] = t
-        if len(self._rows) >= self.chunk: self._seal(t)
+        if self._n >= self.chunk: self._seal(t)
         if self.path is not None: self._pending.append((row, endpoint, model_version))
         full = len(self._pending) >= self.flush_every
     if full: self.flush()
@@ -67,7 +68,7 @@ def record(self:MetricsCollector, latency_ms:float, results:int=0, mean_score:fl
 @patch
 def _seal(self:MetricsCollector, t):
     "Move the current rows into a block; drop blocks older than the longest window (under the lock)."
-    self._blocks.append((self._rows[-1][0], np.array(self._rows))); self._rows = []
+    self._blocks.append((float(self._buf[self._n-1, 0]), self._buf[:self._n])); self._buf, self._n = np.empty_like(self._buf), 0
     horizon = t - max(self.windows.values())
     while self._blocks and self._blocks[0][0] < horizon: self._blocks.popleft()
 
@@ -77,11 +78,8 @@ def _column(self:MetricsCollector, metric:str, window:str)->np.ndarray:
     if metric not in METRICS: raise ValueError(f"unknown metric {metric!r}: one of {', '.join(METRICS)}")
     if window not in self.windows: raise ValueError(f"unknown window {window!r}: one of {', '.join(self.windows)}")
     since, j = self.clock() - self.windows[window], _COLS.index(metric)
-    with self._lock: parts, rows = [a[:, [0, j]] for last,a in self._blocks if last >= since], list(self._rows)
-    if rows: parts.append(np.array(rows)[:, [0, j]])
-    if not parts: return np.empty(0)
-    a = np.concatenate(parts)
-    v = a[a[:, 0] >= since, 1]
+    with self._lock: blocks = [a for last,a in self._blocks if last >= since] + [self._buf[:self._n]]  # rows once written never change
+    v = np.concatenate([a[:, j] if a[0, 0] >= since else a[a[:, 0] >= since, j] for a in blocks if len(a)] or [np.empty(0)])  # a mask only where the window starts
     return v[~np.isnan(v)]
 
 # %% ../nbs/12_monitoring.ipynb #0719c0db
@@ -107,10 +105,11 @@ def stats(self:MetricsCollector, window:str)->dict:
 
 # %% ../nbs/12_monitoring.ipynb #2ca75eea
 def _request_line(row:tuple, endpoint:str, version:str|None)->str:
-    "The JSONL line of one recorded request."
+    "The JSONL line of one recorded request (what `json.dumps` writes, formatted directly: the tick writes hundreds a second)."
     t, lat, res, ms, cold, err = row
-    return json.dumps(dict(time=t, endpoint=endpoint, latency_ms=lat, results=int(res), mean_score=None if ms != ms else ms,
-                           cold_start=bool(cold), error=bool(err), model_version=version)) + '\n'
+    return (f'{{"time": {t!r}, "endpoint": {json.dumps(endpoint)}, "latency_ms": {lat!r}, "results": {int(res)}, '
+            f'"mean_score": {"null" if ms != ms else repr(ms)}, "cold_start": {"true" if cold else "false"}, '
+            f'"error": {"true" if err else "false"}, "model_version": {json.dumps(version)}}}\n')
 
 # %% ../nbs/12_monitoring.ipynb #ed320ce2
 @patch
