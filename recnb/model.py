@@ -496,10 +496,14 @@ def _ids_query(self:HybridRecommender, ids:np.ndarray)->np.ndarray:
 @patch
 def _search(self:HybridRecommender, using:str, q:np.ndarray, k:int, filters:Filters|None=None, exclude=None)->list:
     "The `k` best items by vector `using`: the collection's and the live items', withdrawn ones left out."
+    hits = self.store.search(self.collection, using, q, k, filters, self._hide(exclude))
+    return merge_hits(hits, self.live.search(using, q, k, filters, exclude), k)
+
+@patch
+def _hide(self:HybridRecommender, exclude):
+    "What the collection's search leaves out: `exclude` and the ids the live items answer for or withdraw (None for nothing)."
     L = self.live
-    hide = exclude if not L.hidden else L.hidden if exclude is None else L.hidden | exclude  # no copy without live items
-    hits = self.store.search(self.collection, using, q, k, filters, hide or None)
-    return merge_hits(hits, L.search(using, q, k, filters, exclude), k)
+    return (exclude if not L.hidden else L.hidden if exclude is None else L.hidden | exclude) or None  # no copy without live items
 
 @patch
 def _popular(self:HybridRecommender, k:int, filters:Filters|None=None)->list:
@@ -574,10 +578,9 @@ def recommend(self:HybridRecommender,
 def _search_many(self:HybridRecommender, ps:list[tuple])->list[list]:
     "The hits of the searches `ps` (each `(using, vector, k, filters, exclude)`, one vector, no filters), asked of the store at once."
     if len(ps) == 1: return [self._search(*ps[0])]
-    L, using = self.live, ps[0][0]
-    hide = [ex if not L.hidden else L.hidden if ex is None else L.hidden | ex for *_, ex in ps]
-    found = self.store.search_many(self.collection, using, np.stack([p[1] for p in ps]), [p[2] for p in ps], None, [h or None for h in hide])
-    return [merge_hits(h, L.search(using, p[1], p[2], None, p[4]), p[2]) for h, p in zip(found, ps)]
+    using = ps[0][0]
+    found = self.store.search_many(self.collection, using, np.stack([p[1] for p in ps]), [p[2] for p in ps], None, [self._hide(p[4]) for p in ps])
+    return [merge_hits(h, self.live.search(using, p[1], p[2], None, p[4]), p[2]) for h, p in zip(found, ps)]
 
 @patch
 def recommend_many(self:HybridRecommender, requests:list[dict] # Each the keyword arguments of one `recommend`

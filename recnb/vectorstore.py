@@ -90,6 +90,10 @@ def _filtered(filters:Filters|None)->bool:
     "Whether `filters` restricts anything."
     return bool(filters and (filters.genres or filters.year_min is not None or filters.year_max is not None))
 
+def _per_row(n:int, k, exclude)->tuple[list, list]:
+    "`search_many`'s `k` and `exclude` as one per row (a single `k` for all, no `exclude` for none)."
+    return [k]*n if isinstance(k, int) else list(k), [None]*n if exclude is None else list(exclude)
+
 def _ef(p:IndexParams, filters:Filters|None)->int:
     "The search `ef` for a request with `filters`."
     return p.filtered_ef if _filtered(filters) else p.ef
@@ -311,8 +315,8 @@ def _scan(self:EdgeStore, name, using, Q:np.ndarray, ks:list[int], excludes:list
     "The best `ks[i]` points for each row of `Q` (without `excludes[i]`), scored in numpy: one pass over the vectors for all the rows."
     ids, X, cosine = self._all(name, using)
     if cosine: Q = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-30)
-    S = X @ Q[0] if len(Q) == 1 else Q @ X.T  # one request: a matrix-vector product; several: one matrix product
-    return [_merge([_top(ids, s, k, ex, ids_sorted=True)], k) for s, k, ex in zip([S] if len(Q) == 1 else S, ks, excludes)]
+    S = (X @ Q[0])[None] if len(Q) == 1 else Q @ X.T  # one request: a matrix-vector product; several: one matrix product
+    return [_merge([_top(ids, s, k, ex, ids_sorted=True)], k) for s, k, ex in zip(S, ks, excludes)]
 
 # %% ../nbs/04_vectorstore.ipynb #7ca79643
 @patch
@@ -334,7 +338,7 @@ def search(self:EdgeStore, name, using, vector, k, filters=None, exclude=None):
 @patch
 def search_many(self:EdgeStore, name, using, vectors, k, filters=None, exclude=None)->list[list[Hit]]:
     "`search` for each row of `vectors`, with its own `k` and `exclude` (lists, or one for all)."
-    n = len(vectors); ks = [k]*n if isinstance(k, int) else list(k); exs = [None]*n if exclude is None else list(exclude)
+    n = len(vectors); ks, exs = _per_row(n, k, exclude)
     self._shard(name)
     if self._exact[name] and self._ranged[name].get(using) is None and not _filtered(filters):
         return self._scan(name, using, np.asarray(vectors, np.float32).reshape(n, -1), ks, exs)
@@ -480,7 +484,7 @@ def search(self:ClientStore, name, using, vector, k, filters=None, exclude=None)
 def search_many(self:ClientStore, name, using, vectors, k, filters=None, exclude=None)->list[list[Hit]]:
     "`search` for each row of `vectors`, with its own `k` and `exclude` (lists, or one for all): one batch of requests for them all."
     from qdrant_client import models as m
-    n = len(vectors); ks = [k]*n if isinstance(k, int) else list(k); exs = [None]*n if exclude is None else list(exclude)
+    ks, exs = _per_row(len(vectors), k, exclude)
     r = self._ranging(name).get(using)
     params = m.SearchParams(hnsw_ef=_ef(self.index, filters)) if r else None  # local mode warns about any params
     reqs = []
