@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install lock serve test sync-check nbtest pytest lab bench bench-scale docs browser clean
+.PHONY: install lock serve test sync-check nbtest pytest lab bench bench-scale docs browser postgres clean
 
 install: $(STAMP)
 
@@ -38,7 +38,7 @@ serve: install
 	$(BIN)/recnb models promote --if-none
 	$(BIN)/recnb serve
 
-test: install browser sync-check nbtest pytest
+test: install browser postgres sync-check nbtest pytest
 
 # The notebooks are the source of truth: exporting and cleaning them must change nothing.
 sync-check: install
@@ -70,6 +70,13 @@ lab: install
 # an offline preview of the same processed notebooks into _preview/ (open _preview/index.html).
 docs: install
 	$(BIN)/python tools/docs_preview.py
+
+# Debian's PostgreSQL server, for the store tests (tests/conftest.py starts a private one with tools/postgres.py).
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then \
+	  echo "installing Debian's postgresql"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; fi
 
 # Debian's Chromium and its driver, for the docs' browser test in tests/test_docs.py.
 browser:

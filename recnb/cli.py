@@ -1,4 +1,4 @@
-"""`recnb train`, `serve`, `recommend`, `models`, `items`, `evaluate`, `drift`, `ingest`, `retrain`, `schedule` and `jobs`: thin wrappers over the library.
+"""`recnb train`, `serve`, `recommend`, `models`, `items`, `evaluate`, `drift`, `ingest`, `retrain`, `schedule`, `jobs` and `db`: thin wrappers over the library.
 
 Docs: https://recnb.github.io/recnb/cli.html.md"""
 
@@ -15,7 +15,7 @@ from .logs import configure_logging
 
 # %% auto #0
 __all__ = ['EXIT_CODES', 'UsageError', 'OperationFailed', 'parser', 'cmd_train', 'cmd_serve', 'cmd_recommend', 'cmd_models',
-           'cmd_evaluate', 'cmd_drift', 'cmd_ingest', 'cmd_items', 'cmd_retrain', 'cmd_schedule', 'cmd_jobs',
+           'cmd_evaluate', 'cmd_drift', 'cmd_ingest', 'cmd_items', 'cmd_retrain', 'cmd_schedule', 'cmd_jobs', 'cmd_db',
            'exit_code', 'main']
 
 # %% ../nbs/30_cli.ipynb #ee5602bb
@@ -105,7 +105,7 @@ def _add_data(sub):
 
 # %% ../nbs/30_cli.ipynb #fc9979a4
 def _add_retraining(sub):
-    "`retrain`, `schedule` and `jobs list|show`."
+    "`retrain`, `schedule`, `jobs list|show` and `db upgrade|status`."
     r = sub.add_parser('retrain', help='check whether retraining is due and, if so (or forced), run a retraining job')
     r.add_argument('--force', action='store_true', help='retrain even when the policy says it is not due')
     r.add_argument('--dry-run', action='store_true', help='print the decision only; change nothing')
@@ -119,6 +119,9 @@ def _add_retraining(sub):
     x = js.add_parser('list', help='the newest jobs first'); x.add_argument('--limit', type=int, default=20)
     x.add_argument('--json', action='store_true', help='print JSON')
     x = js.add_parser('show', help='one job as JSON'); x.add_argument('id'); x.add_argument('--json', action='store_true', help='print JSON (the default)')
+    db = sub.add_parser('db', help="the PostgreSQL store's schema (RECNB_STORE_URL)").add_subparsers(dest='action', required=True, parser_class=_Parser)
+    db.add_parser('upgrade', help='apply the migrations this recnb has and the database lacks (safe to run again)')
+    db.add_parser('status', help='the schema of the database and the migrations applied')
 
 # %% ../nbs/30_cli.ipynb #d868f07c
 def parser()->argparse.ArgumentParser:
@@ -401,6 +404,23 @@ def cmd_jobs(a):
     elif a.action == 'list': _show_jobs(uc.jobs(s, a.limit))
     else: _show(uc.job(s, a.id))
 
+# %% ../nbs/30_cli.ipynb #864b80e1
+def cmd_db(a):
+    from recnb.store import SCHEMA_HEAD, Database
+    s = get_settings()
+    if not s.store_url: raise UsageError(f"RECNB_STORE_URL is not set: the stores are files under {s.home}, which have no schema to {a.action}")
+    db = Database(s.store_url.get_secret_value())
+    try:
+        if a.action == 'upgrade':
+            done = db.upgrade()
+            for n, what in done: print(f"applied migration {n}: {what}")
+            print(f"{db.name}: schema {SCHEMA_HEAD}" + ('' if done else ', already up to date'))
+        else:
+            for h in db.history(): print(f"{h['version']:>3}  {h['applied_at']:%Y-%m-%d %H:%M:%S%z}  {h['description']}")
+            n = db.schema()
+            print(f"{db.name}: schema {n}; this recnb needs {SCHEMA_HEAD}" + ('' if n == SCHEMA_HEAD else ': run `recnb db upgrade`' if n < SCHEMA_HEAD else ': upgrade recnb'))
+    finally: db.close()
+
 # %% ../nbs/30_cli.ipynb #a807a9c1
 EXIT_CODES = {InvalidInput: 2, NotFoundError: 2, Conflict: 2, Busy: 1, Unavailable: 1}
 
@@ -412,7 +432,7 @@ def exit_code(e:BaseException)->int:
 
 # %% ../nbs/30_cli.ipynb #5339575a
 _cmds = dict(train=cmd_train, serve=cmd_serve, recommend=cmd_recommend, models=cmd_models, evaluate=cmd_evaluate, drift=cmd_drift,
-             ingest=cmd_ingest, items=cmd_items, retrain=cmd_retrain, schedule=cmd_schedule, jobs=cmd_jobs)
+             ingest=cmd_ingest, items=cmd_items, retrain=cmd_retrain, schedule=cmd_schedule, jobs=cmd_jobs, db=cmd_db)
 
 def main(argv:list[str]|None=None)->int:
     "Entry point of the `recnb` console script."

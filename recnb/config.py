@@ -40,10 +40,11 @@ def name_of_data(data_dir # A data directory; None for the bundled MovieLens
 class _CoreSettings(BaseSettings):
     "The first part of `Settings`: where recnb keeps things, how the service runs, MLflow and the logs."
     model_config = SettingsConfigDict(env_prefix='RECNB_', extra='ignore')
-    home: Path = Path('.recnb')  # Directory holding every store
+    home: Path = Path('.recnb')  # Directory of what this host keeps (models, vectors, caches, logs) and of the file stores
     qdrant_url: str|None = None  # Qdrant server or cluster URL; None uses the embedded store
     qdrant_api_key: SecretStr|None = None  # API key for the Qdrant server
     embedded_backend: Literal['edge', 'local'] = 'edge'  # Embedded vector store engine
+    store_url: SecretStr|None = None  # PostgreSQL for what hosts share (`postgresql+psycopg://user:password@host/db`); None: files under `home`
     model_name: str|None = None  # Name the model is stored and served under; None: the data directory's name (`movielens` for the bundled data)
     data_dir: Path|None = None  # Training data; None means the bundled MovieLens ml-latest-small
     api_key: SecretStr|None = None  # Key required by mutating endpoints

@@ -12,13 +12,13 @@ from copy import deepcopy
 from datetime import datetime, timezone
 from pathlib import Path
 from fastcore.basics import patch
-from filelock import FileLock
 from .errors import Conflict, NotFoundError, RecnbError, Unavailable
-from .config import Settings, atomic_write, check_name, get_settings
+from .config import Settings, check_name, get_settings
+from .store import SCHEMA_VERSION, CorruptRegistry, FileRegistry, RegistryError, open_stores
 
 # %% auto #0
-__all__ = ['STAGES', 'LEGAL', 'SCHEMA_VERSION', 'log', 'RegistryError', 'NotFound', 'IllegalTransition', 'CorruptRegistry',
-           'parse_version', 'bump', 'bump_kind', 'Registry', 'alias_name', 'NothingToRollBack']
+__all__ = ['STAGES', 'LEGAL', 'SCHEMA_VERSION', 'log', 'NotFound', 'IllegalTransition', 'parse_version', 'bump', 'bump_kind',
+           'Registry', 'alias_name', 'NothingToRollBack']
 
 # %% ../nbs/05b_registry.ipynb #0347c90f
 STAGES = ('training', 'validation', 'production', 'archived')
@@ -27,7 +27,6 @@ LEGAL = {'training': {'validation', 'archived'}, 'validation': {'production', 'a
 SCHEMA_VERSION = 1
 
 # %% ../nbs/05b_registry.ipynb #7fbd2782
-class RegistryError(RecnbError): "Base class of registry errors."
 class NotFound(RegistryError, NotFoundError):
     "No such model or version."
 class IllegalTransition(RegistryError, Conflict):
@@ -35,8 +34,6 @@ class IllegalTransition(RegistryError, Conflict):
     def __init__(self, version, src, dst):
         self.src,self.dst = src,dst
         super().__init__(f"version {version}: cannot move from {src} to {dst} (allowed from {src}: {', '.join(sorted(LEGAL[src])) or 'nothing'})")
-class CorruptRegistry(RegistryError, Unavailable):
-    "The registry file cannot be read; it is left untouched."
 
 # %% ../nbs/05b_registry.ipynb #74714e0e
 _semver_re = re.compile(r'^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$')
@@ -70,93 +67,35 @@ def _now(): return datetime.now(timezone.utc).isoformat(timespec='milliseconds')
 
 
 
-# %% ../nbs/05b_registry.ipynb #a3039c85
+# %% ../nbs/05b_registry.ipynb #8421ff08
 class Registry:
-    "Model versions, stages and their audit log in `root` (a JSON file under a file lock)."
-    def __init__(self, root, # Directory of registry.json, audit.jsonl and the lock
-                 timeout:float=60 # Seconds to wait for the lock
+    "Model versions, stages and their audit log, kept by a backend of `recnb.store` (files in `root` by default)."
+    def __init__(self, root=None, # Directory of registry.json, audit.jsonl and the lock (the file backend)
+                 timeout:float=60, # Seconds to wait for the lock
+                 backend=None # A `FileRegistry` or `SqlRegistry`; None: a `FileRegistry` in `root`
                 ):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.path,self.audit_path = self.root/'registry.json',self.root/'audit.jsonl'
-        self.lock = FileLock(str(self.root/'registry.lock'), timeout=timeout)
+        if backend is None and root is None: raise ValueError("a Registry needs a directory (root) or a backend")
+        self.backend = backend or FileRegistry(root, timeout)
+        self.root, self.path, self.audit_path = (getattr(self.backend, k, None) for k in ('root', 'path', 'audit_path'))
 
     @classmethod
-    def from_settings(cls, settings:Settings|None=None): return cls((settings or get_settings()).home/'registry')
+    def from_settings(cls, settings:Settings|None=None): return cls(backend=open_stores(settings).registry)
 
-# %% ../nbs/05b_registry.ipynb #c8938060
+    def __repr__(self): return f"Registry({self.backend!r})"
+
+# %% ../nbs/05b_registry.ipynb #61bb7808
 @patch
-def _read(self:Registry)->dict:
-    "The registry's state as stored (an empty registry when there is no file yet)."
-    if not self.path.exists(): return dict(schema_version=SCHEMA_VERSION, revision=0, audit_seq=0, last_audit=[], models={})
-    raw = self.path.read_bytes()
-    try: state = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e: raise CorruptRegistry(f"registry file {self.path} is corrupt ({e}); it was left as it is") from e
-    if not isinstance(state, dict) or 'models' not in state: raise CorruptRegistry(f"registry file {self.path} is not a recnb registry; it was left as it is")
-    if state.get('schema_version', 0) > SCHEMA_VERSION: raise CorruptRegistry(f"registry file {self.path} has schema {state['schema_version']}, newer than this recnb ({SCHEMA_VERSION})")
-    return state
+def _txn(self:Registry): return self.backend.transaction()
 
-# %% ../nbs/05b_registry.ipynb #101b3d24
-@patch
-def _audit_tail_seq(self:Registry)->int:
-    "The `seq` of the last readable audit entry, 0 without one."
-    if not self.audit_path.exists(): return 0
-    with open(self.audit_path, 'rb') as f:
-        f.seek(0, 2); size = f.tell(); f.seek(max(0, size-65536))
-        lines = [l for l in f.read().splitlines() if l.strip()]
-    for l in reversed(lines):
-        try: return json.loads(l)['seq']
-        except (ValueError, KeyError): continue  # a torn last line from a crash
-    return 0
-
-# %% ../nbs/05b_registry.ipynb #7a0abb69
-@patch
-def _append_audit(self:Registry, entries:list[dict]):
-    "Append `entries` to the audit log, one JSON line each, and fsync it."
-    with open(self.audit_path, 'a+b') as f:
-        size, torn = f.seek(0, 2), False
-        if size: f.seek(size-1); torn = f.read(1) != b'\n'  # a line cut short by a crash stays on its own
-        f.write((('\n' if torn else '') + ''.join(json.dumps(e)+'\n' for e in entries)).encode()); f.flush(); os.fsync(f.fileno())
-
-# %% ../nbs/05b_registry.ipynb #c008a891
-@patch
-def _recover(self:Registry, state):
-    "Append the audit entries a crash kept from the log."
-    tail = self._audit_tail_seq()
-    missing = [e for e in state.get('last_audit') or [] if e['seq'] > tail]
-    if missing: self._append_audit(missing)
-
-# %% ../nbs/05b_registry.ipynb #fb1659e8
-@patch
-@contextmanager
-def _txn(self:Registry):
-    "Lock, read, let the caller change the state, write it and its audit entry."
-    with self.lock:
-        state = self._read()
-        self._recover(state)
-        before = json.dumps(state, sort_keys=True)
-        pending = []
-        yield state, pending
-        if json.dumps(state, sort_keys=True) == before and not pending: return
-        if pending:  # the registry first, holding the entries the log must end with; then the log
-            seq = state['audit_seq']
-            state['last_audit'] = [dict(e, seq=seq+i+1) for i,e in enumerate(pending)]
-            state['audit_seq'] = seq+len(pending)
-        state['revision'] = state.get('revision', 0) + 1  # a file written before the counter existed counts from 0
-        atomic_write(self.path, json.dumps(state, indent=1))
-        if pending: self._append_audit(state['last_audit'])
-
-# %% ../nbs/05b_registry.ipynb #c01f231f
 @patch
 def load(self:Registry)->dict:
-    "The whole registry (read under the lock, after recovering the audit log)."
-    with self._txn() as (state, _): return deepcopy(state)
+    "The whole registry."
+    return self.backend.read()
 
-# %% ../nbs/05b_registry.ipynb #564f82df
 @patch
 def revision(self:Registry)->int:
     "A number every write of the registry increases (0 before the first write); cheap to poll."
-    return self._read().get('revision', 0)
+    return self.backend.revision()
 
 # %% ../nbs/05b_registry.ipynb #6ef28d76
 def _model(state, name):
@@ -256,7 +195,7 @@ def alias_name(name:str)->str:
 @patch
 def promote(self:Registry, name:str, version:str, actor:str='recnb', reason:str='', store=None)->dict:
     "Make `version` the production version of `name` (the previous one is archived), then move the store's production alias to it."
-    with self.lock:  # reentrant: the transaction below takes it again
+    with self.backend.locked():  # held across the repair, the transaction and the alias move (reentrant)
         if store is not None: self.reconcile(name, store)  # finish what a killed promotion left half done
         with self._txn() as (state, audit):
             m, v = _model(state, name), _version(state, name, version)
@@ -284,8 +223,8 @@ log = logging.getLogger('recnb.registry')
 def reconcile(self:Registry, name:str, store)->dict|None:
     "Point the store's production alias of `name` at the registry's production collection if it is not; the repair made, or None."
     if not hasattr(store, 'get_alias'): return None
-    with self.lock:
-        m = self._read()['models'].get(check_name(name))
+    with self.backend.locked():
+        m = self.load()['models'].get(check_name(name))
         want = m and m['production'] and m['versions'][m['production']].get('collection')
         if not want or not store.has_collection(want): return None  # nothing to point at yet
         alias = alias_name(name)
@@ -370,14 +309,8 @@ def search(self:Registry, name:str, stage:str|None=None, # Keep versions in this
 # %% ../nbs/05b_registry.ipynb #949fc38d
 @patch
 def audit(self:Registry)->list[dict]:
-    "Every audit entry, oldest first (a torn last line from a crash is skipped)."
-    self.load()  # recovers a missing last entry
-    if not self.audit_path.exists(): return []
-    out = []
-    for l in self.audit_path.read_text().splitlines():
-        try: out.append(json.loads(l))
-        except ValueError: continue
-    return out
+    "Every audit entry, oldest first, each with its `seq`."
+    return self.backend.audit()
 
 # %% ../nbs/05b_registry.ipynb #4718ff12
 @patch

@@ -75,3 +75,35 @@ def serving_copy(home:Path, root:Path, **env):
     ctx['server'] = Server(ctx['env'], root/'server.log')
     try: yield ctx
     finally: ctx['server'].stop()
+
+# PostgreSQL: one private server per test session (tools/postgres.py, Debian's package), a migrated
+# template database, and a copy of it for each test that asks for `store_url`.
+ROOT = Path(__file__).resolve().parent.parent
+
+@pytest.fixture(scope='session')
+def postgres():
+    sys.path.insert(0, str(ROOT/'tools'))
+    from postgres import PostgresServer
+    from recnb.store import Database
+    s = PostgresServer(fsync=False).start()  # fsync off: the tests kill clients and stop the server cleanly, never the machine
+    db = Database(s.create_db('recnb_template')); db.upgrade(); db.close()
+    yield s
+    s.stop(remove=True)
+
+@pytest.fixture
+def store_url(postgres, request):
+    "A new database, migrated, of its own for this test."
+    import re, uuid
+    name = 't_' + re.sub(r'\W+', '_', request.node.name)[:40].lower() + '_' + uuid.uuid4().hex[:6]
+    return postgres.create_db(name, template='recnb_template')
+
+def registry_at(where:str, timeout:float=60):
+    "A `Registry` on a database URL or in a directory."
+    from recnb.registry import Registry
+    from recnb.store import Database, SqlRegistry
+    return Registry(backend=SqlRegistry(Database(where), timeout)) if '://' in where else Registry(where, timeout)
+
+@pytest.fixture(params=['file', 'postgresql'])
+def registry_place(request, tmp_path):
+    "Where a registry is kept, once for each backend: a directory, or the URL of a new database."
+    return str(tmp_path/'registry') if request.param == 'file' else request.getfixturevalue('store_url')

@@ -1,0 +1,108 @@
+"""The store contract: the same calls give the same answers on both backends (a directory, PostgreSQL),
+and what only PostgreSQL does (schema, migrations, several hosts, a server that restarts)."""
+import subprocess, sys, threading, time
+import pytest
+from conftest import BIN, env_for, recnb, registry_at
+from recnb.errors import Busy, Unavailable
+from recnb.registry import IllegalTransition, NothingToRollBack, Registry
+from recnb.store import SCHEMA_HEAD, Database, SqlRegistry, StoreUnavailable
+
+def _model(reg, *metrics):
+    for m in metrics:
+        v = reg.register('m', params={'rank': 8}, metrics={'ndcg@10': m}, embedding_model='e', tags={'by': 'test'})
+        reg.transition('m', v['version'], 'validation')
+
+def test_registry_contract(registry_place):
+    reg = registry_at(registry_place)
+    assert (reg.models(), reg.revision(), reg.audit()) == ([], 0, [])
+    _model(reg, 0.4, 0.5)
+    assert [v['version'] for v in reg.search('m', stage='validation')] == ['1.0.0', '1.0.1']
+    assert [v['version'] for v in reg.search('m', metric='ndcg@10>0.45')] == ['1.0.1']
+    assert reg.register('m', params={'rank': 16}, embedding_model='e')['version'] == '2.0.0'  # the vector space changed: major
+    reg.promote('m', '1.0.0', actor='alice', reason='first')
+    reg.promote('m', '1.0.1', actor='bob', reason='better')
+    assert reg.production('m')['version'] == '1.0.1' and reg.get('m', '1.0.0')['stage'] == 'archived'
+    with pytest.raises(IllegalTransition, match='cannot move from training to production'): reg.promote('m', '2.0.0')
+    assert reg.rollback('m', actor='carol')['version'] == '1.0.0'
+    reg.record('m', '1.0.0', 'api', 'catalogue revision 1', catalogue=dict(revision=1))
+    reg.update('m', '1.0.0', metrics={'hit@10': 0.9})
+    v = reg.get('m', '1.0.0')
+    assert (v['catalogue'], v['metrics']) == (dict(revision=1), {'ndcg@10': 0.4, 'hit@10': 0.9})
+    audit = reg.audit()
+    assert [e['seq'] for e in audit] == list(range(1, len(audit)+1))
+    assert [(e['version'], e['from_stage'], e['to_stage'], e['actor']) for e in reg.history('m')][-4:] == [
+        ('1.0.0', 'production', 'archived', 'bob'), ('1.0.1', 'validation', 'production', 'bob'),
+        ('1.0.1', 'production', 'archived', 'carol'), ('1.0.0', 'archived', 'production', 'carol')]
+    assert audit[-1]['fields'] == ['catalogue'] and audit[-1]['from_stage'] == audit[-1]['to_stage'] == 'production'
+    assert reg.models() == [dict(name='m', production='1.0.0', versions=3, created_at=reg.get('m')['created_at'])]
+    rev = reg.revision()
+    reg.promote('m', '1.0.0')  # already in production: nothing written
+    assert reg.revision() == rev
+    reg.update('m', '1.0.0', metrics={'hit@10': 0.9})  # the same value: nothing written
+    assert reg.revision() == rev
+
+def test_a_failed_change_writes_nothing(registry_place):
+    reg = registry_at(registry_place)
+    _model(reg, 0.4)
+    rev, n = reg.revision(), len(reg.audit())
+    with pytest.raises(ValueError, match='boom'):
+        with reg._txn() as (state, audit):
+            state['models']['m']['versions']['1.0.0']['stage'] = 'production'; audit.append(dict(model='m', version='1.0.0'))
+            raise ValueError('boom')
+    assert (reg.revision(), len(reg.audit()), reg.get('m', '1.0.0')['stage']) == (rev, n, 'validation')
+    with pytest.raises(NothingToRollBack): reg.rollback('m')
+
+def test_two_hosts_see_each_other_at_once(store_url):
+    "Two registries on their own connection pools (as two hosts would have): each write is seen by the other's next read."
+    a, b = registry_at(store_url), registry_at(store_url)
+    _model(a, 0.4, 0.5)
+    assert b.revision() == a.revision() and sorted(b.get('m')['versions']) == ['1.0.0', '1.0.1']
+    b.promote('m', '1.0.1', actor='host-b')
+    assert a.production('m')['version'] == '1.0.1' and a.history('m')[-1]['actor'] == 'host-b'
+
+def test_the_lock_excludes_other_hosts_and_is_reentrant(store_url):
+    a, b = registry_at(store_url), Registry(backend=SqlRegistry(Database(store_url), timeout=0.3))
+    with a.backend.locked():
+        with a.backend.locked(): _model(a, 0.4)  # reentrant, and transactions run inside it
+        with pytest.raises(Busy, match='held by another process'):
+            with b.backend.locked(): pass
+        t = threading.Thread(target=lambda: b.register('m', params={'rank': 8}, embedding_model='e'))  # a transaction needs no lock
+        t.start(); t.join(10)
+        assert not t.is_alive()
+    with b.backend.locked(): pass  # released
+    assert sorted(a.get('m')['versions']) == ['1.0.0', '1.0.1']
+
+def test_schema_checks_and_migrations(postgres, tmp_path):
+    url = postgres.create_db('fresh')
+    with pytest.raises(StoreUnavailable, match=r'has schema 0, this recnb needs \d+: run `recnb db upgrade`'): Database(url).check()
+    env = env_for(tmp_path, RECNB_STORE_URL=url)
+    r = recnb('models', 'list', env=env, check=False)  # a CLI on an old schema stops with one line
+    assert r.returncode == 1 and r.stderr.strip().count('\n') == 0 and 'run `recnb db upgrade`' in r.stderr, r.stderr
+    assert 'schema 0' in recnb('db', 'status', env=env).stdout
+    procs = [subprocess.Popen([str(BIN/'recnb'), 'db', 'upgrade'], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [p.communicate(60) for p in procs]
+    assert [p.returncode for p in procs] == [0]*3, outs
+    assert sum(o.count('applied migration') for o, _ in outs) == SCHEMA_HEAD  # each migration once, whoever ran it
+    assert recnb('db', 'upgrade', env=env).stdout.strip().endswith('already up to date')
+    assert f'schema {SCHEMA_HEAD}; this recnb needs {SCHEMA_HEAD}' in recnb('db', 'status', env=env).stdout
+    assert Database(url).check().schema() == SCHEMA_HEAD
+    postgres.psql(f'INSERT INTO recnb_schema (version, description) VALUES ({SCHEMA_HEAD+1}, \'from the future\')', db='fresh')
+    with pytest.raises(StoreUnavailable, match='newer than this recnb'): Database(url).check()
+
+def test_a_password_never_reaches_a_message(postgres, tmp_path):
+    url = postgres.url('nodb').replace('postgres@', 'postgres:s3cret-pw@')
+    with pytest.raises(Unavailable) as e: Database(url).check()
+    assert 's3cret-pw' not in str(e.value) and '***' in str(e.value)
+    r = recnb('models', 'list', env=env_for(tmp_path, RECNB_STORE_URL=url), check=False)
+    assert r.returncode == 1 and 's3cret-pw' not in r.stderr + r.stdout, r.stderr
+
+def test_a_restarted_server_is_unavailable_then_back(postgres, store_url):
+    reg = registry_at(store_url)
+    _model(reg, 0.4)
+    postgres.stop()
+    try:
+        with pytest.raises(StoreUnavailable, match='cannot be reached'): reg.revision()
+        with pytest.raises(StoreUnavailable): reg.promote('m', '1.0.0')
+    finally: postgres.start()
+    reg.promote('m', '1.0.0')  # the pool replaces the connections the restart cut
+    assert reg.production('m')['version'] == '1.0.0'
