@@ -1,4 +1,4 @@
-"""Retraining jobs and their history: one JSON file per job, the lock that keeps two from overlapping, interrupted jobs reaped.
+"""Retraining jobs and their history: a record per job, the lock that keeps two from overlapping, interrupted jobs reaped.
 
 Docs: https://recnb.github.io/recnb/jobs.html.md"""
 
@@ -10,8 +10,9 @@ import json, re, secrets
 from datetime import datetime, timezone
 from pathlib import Path
 from fastcore.basics import patch
-from filelock import FileLock, Timeout
-from .config import Settings, atomic_write, get_settings
+from filelock import Timeout
+from .config import Settings, get_settings
+from .store import FileJobs, open_stores
 from .errors import Busy, NotFoundError
 
 # %% auto #0
@@ -31,21 +32,24 @@ class JobRunning(Busy): "Another retraining job holds the lock."
 
 # %% ../nbs/14_jobs.ipynb #31eacf6b
 class Jobs:
-    "Retraining jobs and their history, one JSON file each under `root`."
-    def __init__(self, root): self.root = Path(root)
+    "Retraining jobs and their history, kept by a job store of `recnb.store` (a JSON file each under `root` by default)."
+    def __init__(self, root=None, # Directory of the job files (the file backend)
+                 backend=None # A `FileJobs` or `SqlJobs`; None: a `FileJobs` in `root`
+                ):
+        if backend is None and root is None: raise ValueError("Jobs needs a directory (root) or a backend")
+        self.backend = backend or FileJobs(root)
+        self.root = getattr(self.backend, 'root', None)
 
     @classmethod
-    def from_settings(cls, settings:Settings|None=None): return cls((settings or get_settings()).home/'jobs')
+    def from_settings(cls, settings:Settings|None=None): return cls(backend=open_stores(settings).jobs)
 
     def list(self, limit:int=50)->list[dict]:
         "The newest jobs first."
-        fs = sorted(self.root.glob('*.json'), reverse=True)[:limit] if self.root.exists() else []
-        return [json.loads(f.read_text()) for f in fs]
+        return self.backend.list(limit)
 
-    def lock(self)->FileLock:
-        "The retraining lock (not acquired; it never waits)."
-        self.root.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.root/'retrain.lock'), timeout=0)
+    def lock(self):
+        "The retraining lock (not acquired; it never waits: `acquire` raises `Timeout` when it is held)."
+        return self.backend.lock()
 
     def running(self)->list[dict]:
         "The jobs recorded as pending or running."
@@ -54,10 +58,8 @@ class Jobs:
 # %% ../nbs/14_jobs.ipynb #745c0637
 @patch
 def save(self:Jobs, job:dict)->dict:
-    "Write `job` (atomically)."
-    self.root.mkdir(parents=True, exist_ok=True)
-    atomic_write(self.root/f"{job['id']}.json", json.dumps(job, indent=1, default=str))
-    return job
+    "Store `job` (atomically)."
+    return self.backend.save(job)
 
 # %% ../nbs/14_jobs.ipynb #2a4dbd20
 @patch
@@ -88,9 +90,9 @@ def update(self:Jobs, job:dict, **fields)->dict:
 def get(self:Jobs, job_id:str)->dict:
     "One job; `JobNotFound` for an unknown id, `ValueError` for a malformed one."
     if not _job_id.fullmatch(job_id or ''): raise ValueError(f"invalid job id {job_id!r}: expected YYYYMMDDTHHMMSSZ-xxxxxx")
-    p = self.root/f"{job_id}.json"
-    if not p.exists(): raise JobNotFound(f"no job {job_id!r}")
-    return json.loads(p.read_text())
+    job = self.backend.load(job_id)
+    if job is None: raise JobNotFound(f"no job {job_id!r}")
+    return job
 
 # %% ../nbs/14_jobs.ipynb #552fddea
 @patch

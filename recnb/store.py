@@ -17,7 +17,8 @@ from .config import Settings, atomic_write, get_settings
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'log', 'MIGRATIONS', 'SCHEMA_HEAD', 'RegistryError', 'CorruptRegistry', 'StoreUnavailable',
-           'FileRegistry', 'safe_url', 'Database', 'SqlRegistry', 'Stores', 'open_stores']
+           'FileRegistry', 'safe_url', 'Database', 'SqlRegistry', 'FileJobs', 'RowLock', 'SqlJobs', 'Stores',
+           'open_stores']
 
 # %% ../nbs/00c_store.ipynb #43fd4e5f
 class RegistryError(RecnbError): "Base class of registry errors."
@@ -166,7 +167,6 @@ def _m1_registry(op):
     op.create_index('recnb_audit_model', 'recnb_audit', ['model', 'seq'])
 
 MIGRATIONS = [(1, 'the registry: models, versions, stages and the audit log', _m1_registry)]
-SCHEMA_HEAD = MIGRATIONS[-1][0]
 
 # %% ../nbs/00c_store.ipynb #dd1e6fe9
 class Database:
@@ -332,11 +332,107 @@ def locked(self:SqlRegistry):
             try: c.execute(t('SELECT pg_advisory_unlock(:k)'), dict(k=_LOCK_KEY)); c.commit()
             except Exception: c.invalidate()  # the connection is gone, and the lock with it
 
+# %% ../nbs/00c_store.ipynb #811943a9
+class FileJobs:
+    "Retraining jobs, one JSON file each in `root`, and the retraining lock (a file lock there)."
+    kind = 'file'
+    def __init__(self, root): self.root = Path(root)
+    def __repr__(self): return f"FileJobs({str(self.root)!r})"
+
+    def list(self, limit:int=50)->list[dict]:
+        "The newest jobs first (job ids begin with their creation time)."
+        fs = sorted(self.root.glob('*.json'), reverse=True)[:limit] if self.root.exists() else []
+        return [json.loads(f.read_text()) for f in fs]
+
+    def save(self, job:dict)->dict:
+        "Write `job` (atomically)."
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.root/f"{job['id']}.json", json.dumps(job, indent=1, default=str))
+        return job
+
+    def load(self, job_id:str)->dict|None:
+        "The job `job_id` (an id already checked), or None."
+        p = self.root/f"{job_id}.json"
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def lock(self)->FileLock:
+        "The retraining lock (not acquired; it never waits)."
+        self.root.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root/'retrain.lock'), timeout=0)
+
+# %% ../nbs/00c_store.ipynb #04129ff4
+def _m2_jobs(op):
+    sa = _sa(); from sqlalchemy.dialects.postgresql import JSONB
+    op.create_table('recnb_jobs', sa.Column('id', sa.Text, primary_key=True), sa.Column('state', sa.Text, nullable=False),
+                    sa.Column('doc', JSONB, nullable=False))
+    locks = op.create_table('recnb_locks', sa.Column('name', sa.Text, primary_key=True))
+    op.bulk_insert(locks, [dict(name='retrain')])
+
+MIGRATIONS.append((2, 'retraining jobs and the retraining lock', _m2_jobs))
+
+# %% ../nbs/00c_store.ipynb #c3e8af82
+class RowLock:
+    "A lock that never waits: row `name` of `recnb_locks`, claimed with FOR UPDATE SKIP LOCKED by a transaction held until `release`."
+    def __init__(self, db:Database, name:str): self.db, self.name, self._c = db, name, None
+
+    @property
+    def is_locked(self)->bool: return self._c is not None
+
+    def acquire(self):
+        from filelock import Timeout
+        if self._c is not None: raise RuntimeError(f"lock {self.name} is already held by this object")
+        t = _sa().text
+        with self.db.connect(begin=False) as probe: pass  # StoreUnavailable here when the server is down
+        c = self.db.engine.connect()
+        try:
+            c.begin()
+            got = c.execute(t('SELECT name FROM recnb_locks WHERE name = :n FOR UPDATE SKIP LOCKED'), dict(n=self.name)).first()
+        except BaseException: c.close(); raise
+        if got is None: c.rollback(); c.close(); raise Timeout(f"{self.db.name}/recnb_locks/{self.name}")
+        self._c = c
+        return self
+
+    def release(self):
+        c, self._c = self._c, None
+        if c is None: return
+        try: c.rollback()
+        except Exception: c.invalidate()
+        finally: c.close()
+
+    def __enter__(self): return self.acquire()
+    def __exit__(self, *exc): self.release()
+
+class SqlJobs:
+    "Retraining jobs as rows of `recnb_jobs` in `db`, and the retraining lock (a `RowLock`)."
+    kind = 'postgresql'
+    def __init__(self, db:Database): self.db = db
+    def __repr__(self): return f"SqlJobs({self.db.name!r})"
+
+    def list(self, limit:int=50)->list[dict]:
+        "The newest jobs first."
+        with self.db.connect() as c: return [d for (d,) in c.execute(_sa().text('SELECT doc FROM recnb_jobs ORDER BY id DESC LIMIT :n'), dict(n=limit))]
+
+    def save(self, job:dict)->dict:
+        "Insert or replace `job`."
+        sa = _sa(); from sqlalchemy.dialects.postgresql import JSONB
+        q = sa.text('INSERT INTO recnb_jobs (id, state, doc) VALUES (:id, :state, :doc) ON CONFLICT (id) DO UPDATE SET state = excluded.state, doc = excluded.doc'
+                   ).bindparams(sa.bindparam('doc', type_=JSONB))
+        with self.db.connect() as c: c.execute(q, dict(id=job['id'], state=job['state'], doc=json.loads(json.dumps(job, default=str))))
+        return job
+
+    def load(self, job_id:str)->dict|None:
+        "The job `job_id`, or None."
+        with self.db.connect() as c: return c.execute(_sa().text('SELECT doc FROM recnb_jobs WHERE id = :id'), dict(id=job_id)).scalar()
+
+    def lock(self)->RowLock: return RowLock(self.db, 'retrain')
+
 # %% ../nbs/00c_store.ipynb #44896ca7
+SCHEMA_HEAD = MIGRATIONS[-1][0]  # the schema this recnb needs: the last migration's number
+
 class Stores:
-    "What hosts share, from one place: `registry` (a `FileRegistry` or `SqlRegistry`); `db` is the `Database` or None."
-    def __init__(self, registry, db:Database|None=None, url:str|None=None):
-        self.registry, self.db = registry, db
+    "What hosts share, from one place: `registry` (`FileRegistry` or `SqlRegistry`), `jobs` (`FileJobs` or `SqlJobs`); `db` is the `Database` or None."
+    def __init__(self, registry, jobs, db:Database|None=None, url:str|None=None):
+        self.registry, self.jobs, self.db = registry, jobs, db
         self.url = url or f"file:{getattr(registry, 'root', '')}"
         self.kind = registry.kind
 
@@ -352,7 +448,7 @@ def open_stores(settings:Settings|None=None)->Stores:
     if (st := _opened.get(key)) is None:
         if url:
             db = _databases.get(url) or _databases.setdefault(url, Database(url))
-            st = Stores(SqlRegistry(db.check()), db, db.name)
-        else: st = Stores(FileRegistry(Path(s.home)/'registry'))
+            st = Stores(SqlRegistry(db.check()), SqlJobs(db), db, db.name)
+        else: st = Stores(FileRegistry(Path(s.home)/'registry'), FileJobs(Path(s.home)/'jobs'))
         st = _opened.setdefault(key, st)
     return st

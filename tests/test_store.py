@@ -106,3 +106,51 @@ def test_a_restarted_server_is_unavailable_then_back(postgres, store_url):
     finally: postgres.start()
     reg.promote('m', '1.0.0')  # the pool replaces the connections the restart cut
     assert reg.production('m')['version'] == '1.0.0'
+
+def jobs_at(where:str):
+    from recnb.jobs import Jobs
+    from recnb.store import SqlJobs
+    return Jobs(backend=SqlJobs(Database(where))) if '://' in where else Jobs(where)
+
+def test_jobs_contract(registry_place):
+    from filelock import Timeout
+    js = jobs_at(registry_place)
+    assert js.list() == [] and js.running() == []
+    a = js.new(reason='first', trigger='cli'); b = js.new(reason='second', trigger='http')
+    assert [j['id'] for j in js.list()] == sorted([a['id'], b['id']], reverse=True)
+    js.update(a, state='running'); js.update(a, state='succeeded', version='1.0.1')
+    got = js.get(a['id'])
+    assert (got['state'], got['version'], got['duration_s'] is not None) == ('succeeded', '1.0.1', True)
+    assert [j['id'] for j in js.running()] == [b['id']]
+    with pytest.raises(KeyError, match='no job'): js.get('20200101T000000Z-abcdef')
+    with js.lock():
+        with pytest.raises(Timeout): js.lock().acquire()
+        assert js.update(b, state='running') and js.reap() == []  # the lock is held: b's process is alive
+    assert [j['id'] for j in js.reap()] == [b['id']] and js.get(b['id'])['state'] == 'failed'
+
+HOLDER = '''
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from test_store import jobs_at
+js = jobs_at(sys.argv[1]); l = js.lock()
+try: l.acquire()
+except Exception as e: print('busy', type(e).__name__, flush=True); sys.exit(0)
+j = js.update(js.new(reason='holder'), state='running')
+print('held', j['id'], flush=True); time.sleep(600)
+'''
+
+def test_one_retraining_lock_across_processes(registry_place):
+    "Four processes race for the retraining lock (as four hosts would): one holds it; killed, it frees the lock and its job is reaped."
+    import os, signal
+    procs = [subprocess.Popen([sys.executable, '-c', HOLDER, registry_place, os.path.dirname(__file__)], stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    lines = [p.stdout.readline().split() for p in procs]
+    held = [(p, l) for p, l in zip(procs, lines) if l[0] == 'held']
+    assert len(held) == 1 and sorted(l[0] for l in lines) == ['busy']*3 + ['held'], lines
+    js = jobs_at(registry_place)
+    assert js.reap() == [] and js.get(held[0][1][1])['state'] == 'running'
+    os.kill(held[0][0].pid, signal.SIGKILL)
+    for p in procs: p.wait(30)
+    deadline = time.time() + 30
+    while not js.reap() and time.time() < deadline: time.sleep(0.2)  # the server notices the lost connection at once, or nearly
+    assert js.get(held[0][1][1])['state'] == 'failed'
+    with js.lock(): pass
