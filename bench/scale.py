@@ -23,6 +23,7 @@ import numpy as np, pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+NAME = 'movielens'  # the model's name (RECNB_MODEL_NAME), else it is named after the data directory
 SIZES = {'20k': (20_000, 100_000, 2_000_000), '200k': (200_000, 1_000_000, 20_000_000)}
 
 # A child's ru_maxrss counts the memory of the process it was forked (vforked) from: started from this
@@ -80,12 +81,12 @@ def train_runs(d:Path, env, reuse:bool)->dict:
         shutil.copytree(cache, keep)
     secs, rss, rc = run([str(BIN/'recnb'), 'train', '--quiet', '--data', str(d/'train')], env, d/'train.log')
     if rc: raise SystemExit(f"recnb train failed: {(d/'train.log').read_text()[-3000:]}")
-    version = sorted((home/'models'/'movielens').iterdir(), key=lambda p: tuple(map(int, p.name.split('.'))))[-1].name
+    version = sorted((home/'models'/NAME).iterdir(), key=lambda p: tuple(map(int, p.name.split('.'))))[-1].name
     out['cached'] = dict(seconds=secs, rss=rss, card=card(home, version), version=version)
-    subprocess.run([str(BIN/'recnb'), 'models', 'promote', 'movielens', version, '--reason', 'bench'], env=env, check=True, capture_output=True)
+    subprocess.run([str(BIN/'recnb'), 'models', 'promote', NAME, version, '--reason', 'bench'], env=env, check=True, capture_output=True)
     return out
 
-def card(home, version): return json.loads((home/'models'/'movielens'/version/'model.json').read_text())
+def card(home, version): return json.loads((home/'models'/NAME/version/'model.json').read_text())
 
 def ndcg(score_rows, Xtr, Xte, users, batch=500)->float:
     "nDCG@10 with seen items excluded; `score_rows(u)` gives dense scores of every item for users `u`."
@@ -128,7 +129,7 @@ def serving(home:Path, env, n:int=2000)->dict:
     from recnb.config import Settings
     from recnb.usecases import production_model
     from recnb.vectorstore import open_store
-    s = Settings(home=home, mlflow_mirror=False)
+    s = Settings(home=home, model_name=NAME, mlflow_mirror=False)
     store = open_store(s)
     m = production_model(s, store)
     rs = np.random.RandomState(2)
@@ -181,7 +182,7 @@ def main():
     from recnb.ease import memory_budget
     from recnb.model import HybridRecommender
     budget = memory_budget()
-    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1', 'RECNB_MLFLOW_MIRROR': 'false'}
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1', 'RECNB_MLFLOW_MIRROR': 'false', 'RECNB_MODEL_NAME': NAME}
     report = {}
     for label in a.sizes.split(','):
         d = prepare(label, a.root)
@@ -196,7 +197,7 @@ def main():
                   f"{f['seconds']:.0f} s, peak RSS {f['rss']:.2f} GB", flush=True)
         print(f"[{label}] train with embeddings cached: {r['train']['cached']['seconds']:.1f} s wall, peak RSS {r['train']['cached']['rss']:.2f} GB; "
               f"solver {c['solver']}; chosen {c['chosen']}; steps {c['timings']}", flush=True)
-        m = HybridRecommender.load(d/'home'/'models'/'movielens'/r['train']['cached']['version'], mmap=False)
+        m = HybridRecommender.load(d/'home'/'models'/NAME/r['train']['cached']['version'], mmap=False)
         train = pd.read_csv(d/'train'/'interactions.csv', usecols=['user_id', 'item_id'])
         test = pd.read_parquet(d/'test.parquet', columns=['user_id', 'item_id'])
         r['ndcg'] = baselines(m, train, test, a.users, budget)

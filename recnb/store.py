@@ -17,8 +17,8 @@ from .config import Settings, atomic_write, get_settings
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'log', 'MIGRATIONS', 'SCHEMA_HEAD', 'RegistryError', 'CorruptRegistry', 'StoreUnavailable',
-           'FileRegistry', 'safe_url', 'Database', 'SqlRegistry', 'FileJobs', 'RowLock', 'SqlJobs', 'Stores',
-           'open_stores']
+           'FileRegistry', 'safe_url', 'Database', 'SqlRegistry', 'fs_type', 'shared_fs_risk', 'FileJobs', 'RowLock',
+           'SqlJobs', 'Stores', 'open_stores']
 
 # %% ../nbs/00c_store.ipynb #43fd4e5f
 class RegistryError(RecnbError): "Base class of registry errors."
@@ -332,6 +332,27 @@ def locked(self:SqlRegistry):
             try: c.execute(t('SELECT pg_advisory_unlock(:k)'), dict(k=_LOCK_KEY)); c.commit()
             except Exception: c.invalidate()  # the connection is gone, and the lock with it
 
+# %% ../nbs/00c_store.ipynb #835a69ee
+_NETWORK_FS = ('nfs', 'nfs4', 'cifs', 'smb3', 'smbfs', '9p', 'ceph', 'glusterfs', 'lustre', 'gpfs', 'afs', 'beegfs', 'virtiofs')
+
+def fs_type(path, mounts:str|None=None # The text of /proc/self/mounts (read when None)
+           )->str|None:
+    "The type of the file system holding `path` (e.g. 'ext4', 'nfs4', 'fuse.sshfs'), or None when it cannot be told."
+    if mounts is None:
+        try: mounts = Path('/proc/self/mounts').read_text()
+        except OSError: return None
+    p, best = Path(path).resolve(), (-1, None)
+    for line in mounts.splitlines():
+        f = line.split()
+        if len(f) < 3: continue
+        mp = Path(f[1].replace('\\040', ' '))
+        if (p == mp or mp in p.parents) and len(mp.parts) > best[0]: best = (len(mp.parts), f[2])
+    return best[1]
+
+def shared_fs_risk(fstype:str|None)->bool:
+    "Whether `fstype` is a network or FUSE file system, whose locks and appends the file backend cannot trust."
+    return bool(fstype) and (fstype in _NETWORK_FS or fstype.split('.')[0] == 'fuse')
+
 # %% ../nbs/00c_store.ipynb #811943a9
 class FileJobs:
     "Retraining jobs, one JSON file each in `root`, and the retraining lock (a file lock there)."
@@ -449,6 +470,11 @@ def open_stores(settings:Settings|None=None)->Stores:
         if url:
             db = _databases.get(url) or _databases.setdefault(url, Database(url))
             st = Stores(SqlRegistry(db.check()), SqlJobs(db), db, db.name)
-        else: st = Stores(FileRegistry(Path(s.home)/'registry'), FileJobs(Path(s.home)/'jobs'))
+        else:
+            st = Stores(FileRegistry(Path(s.home)/'registry'), FileJobs(Path(s.home)/'jobs'))
+            if shared_fs_risk(t := fs_type(s.home)):
+                log.warning("RECNB_HOME %s is on a %s file system: the file stores' locks and appends are not safe there when several hosts "
+                            "write (NFS can lose locks and corrupt appends; attributes are cached for seconds). Use PostgreSQL for what hosts "
+                            "share: set RECNB_STORE_URL", s.home, t)
         st = _opened.setdefault(key, st)
     return st
