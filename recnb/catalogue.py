@@ -6,14 +6,15 @@ Docs: https://recnb.github.io/recnb/catalogue.html.md"""
 
 # %% ../nbs/07_catalogue.ipynb #e54f6777
 from __future__ import annotations
-import io, json, threading, time
+import json, threading, time
 from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np, pandas as pd
 from filelock import FileLock
 from .config import Settings
+from .store import EVENT_COLUMNS, open_stores
 from .data import (Catalogue, DataValidationError, append_durably, catalogue_path, current_items, data_files,
-                        ingested_path, live_catalogue, standard_columns, title_year, validate_frame)
+                        live_catalogue, standard_columns, title_year, validate_frame)
 from .ids import id_maps, show_id
 from .embeddings import EmbeddingCache, embed, item_texts
 from .live import LiveItems
@@ -131,9 +132,6 @@ def restore_items(settings:Settings, item_ids, actor:str='recnb', source='<item 
     return _flag(settings, 'restore', item_ids, actor, source)
 
 # %% ../nbs/07_catalogue.ipynb #44a374d3
-_cols = ['user_id', 'item_id', 'rating', 'timestamp']
-_header = (','.join(_cols)+'\n').encode()
-
 def _check_interactions(settings:Settings, df:pd.DataFrame, source)->pd.DataFrame:
     "`df` validated whole as interactions with catalogue items and timestamps not ahead of the clock, with recnb's ids (new users numbered)."
     if not len(df): raise DataValidationError(source, [(0, '-', 'no interactions')])
@@ -149,12 +147,13 @@ def _check_interactions(settings:Settings, df:pd.DataFrame, source)->pd.DataFram
 
 # %% ../nbs/07_catalogue.ipynb #98d21d12
 def append_interactions(settings:Settings, df:pd.DataFrame, # `user_id`, `item_id`, `rating`, `timestamp` (MovieLens names accepted)
-                        source='<events>')->dict:
-    "Validate `df` whole and append it durably to the ingested interactions; rows written and where."
+                        source='<events>',
+                        event_ids=None # One client id (or None) per row: a row whose id is stored already is skipped
+                       )->dict:
+    "Validate `df` whole and store it in the event store, whole or not at all; rows added, duplicates skipped, where, and the store's cursor."
     df = _check_interactions(settings, df, source)
-    p = ingested_path(settings); p.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(p): size = append_durably(p, df[_cols].to_csv(header=False, index=False).encode(), _header)
-    return dict(rows=len(df), path=str(p), bytes=size)
+    ev = open_stores(settings).events
+    return dict(ev.append(df[EVENT_COLUMNS], event_ids), path=ev.where)
 
 # %% ../nbs/07_catalogue.ipynb #51333097
 def _trained_same(m:HybridRecommender, rows:pd.DataFrame, E:np.ndarray, pos:np.ndarray)->np.ndarray:
@@ -187,19 +186,10 @@ def live_items(m:HybridRecommender, cat:Catalogue, cache:EmbeddingCache|None=Non
     text = (E @ m.text_proj) * known[:, None]  # a new item's factors come from its text already: it is not counted twice
     return LiveItems(ids[keep], E.astype(np.float32), fin, np.hstack([fout, text]).astype(np.float32), pl, cat.withdrawn, cat.revision)
 
-# %% ../nbs/07_catalogue.ipynb #955c71db
-def _read_from(path:Path, offset:int)->tuple[pd.DataFrame, int]:
-    "The interactions appended to `path` after byte `offset` (whole lines only), and the offset after them."
-    with open(path, 'rb') as f: f.seek(offset); data = f.read()
-    data = data[:data.rfind(b'\n')+1]
-    if not data.strip(): return pd.DataFrame(columns=_cols), offset
-    df = pd.read_csv(io.BytesIO(data), **(dict(header=0) if offset == 0 else dict(header=None, names=_cols)))
-    return df, offset + len(data)
-
 # %% ../nbs/07_catalogue.ipynb #4fbdff09
 def follow(settings:Settings, m:HybridRecommender, cache:EmbeddingCache|None=None)->dict:
     "Apply the catalogue's new revision and the interactions appended since the last call to the served model `m`."
-    st = m.__dict__.setdefault('_followed', dict(catalogue=None, offset=0, lock=threading.Lock()))
+    st = m.__dict__.setdefault('_followed', dict(catalogue=None, cursor=0, lock=threading.Lock()))
     with st['lock']: return _follow(settings, m, st, cache)
 
 def _follow(settings:Settings, m:HybridRecommender, st:dict, cache:EmbeddingCache|None)->dict:
@@ -210,10 +200,8 @@ def _follow(settings:Settings, m:HybridRecommender, st:dict, cache:EmbeddingCach
         if cat.revision != m.live.revision:  # every change, withdrawals included, is a new revision
             m.set_live(live_items(m, cat, cache or embedding_cache(settings)))
         st['catalogue'], out['revision'] = key, m.live.revision
-    q = ingested_path(settings)
-    size = q.stat().st_size if q.exists() else 0
-    if size < st['offset']: st['offset'] = 0  # the file was replaced: read it again
-    if size > st['offset']:
-        df, st['offset'] = _read_from(q, st['offset'])
+    ev = open_stores(settings).events
+    if ev.cursor() != st['cursor']:
+        df, st['cursor'] = ev.read_since(st['cursor'])
         if len(df): m.add_events(df.user_id.to_numpy(np.int64), df.item_id.to_numpy(np.int64)); out['events'] = len(df)
     return out

@@ -53,6 +53,8 @@ class EventIn(BaseModel):
     rating:float = Field(1., ge=0, le=5, description="Explicit rating (0-5); 1 for implicit feedback")
     timestamp:Annotated[int, Field(ge=0, le=2**62)]|Annotated[str, Field(min_length=1, max_length=64)]|None = Field(None,
         description="Seconds or milliseconds since the Unix epoch, or an ISO 8601 time with a zone (2023-01-01T00:46:50Z); default: when the event is received")
+    event_id:str|None = Field(None, min_length=1, max_length=128, pattern=r'^[^\x00-\x1f\x7f]+$', examples=['3f1c9a2e-0b7d-4c55-9d1e-6a2f8e4b1c70'],
+        description="The client's id of this event: an event whose id is stored already is skipped, so a batch sent again (after a timeout) adds nothing twice; no control characters")
 
 class EventsIn(BaseModel):
     "Interactions to append, in order."
@@ -60,8 +62,8 @@ class EventsIn(BaseModel):
     events:list[EventIn] = Field(min_length=1, max_length=10_000)
 
 class EventsOut(BaseModel):
-    "How many interactions were appended, for how many users."
-    accepted:int; users:int
+    "How many interactions are stored (new ones and those whose `event_id` was stored already), for how many users, and how many were such duplicates."
+    accepted:int; users:int; duplicates:int = 0
 
 # %% ../nbs/22a_catalogue_routes.ipynb #0c79d18a
 def invalid(e:DataValidationError, key:str)->HTTPException:
@@ -102,6 +104,6 @@ async def restore_items(body:ItemIdsIn, request:Request, s:SettingsDep, reg:Regi
 async def events(body:EventsIn, request:Request, s:SettingsDep)->EventsOut:
     "Append interactions durably (all or nothing); the users' next answers use them. Needs the API key."
     now = int(time.time())
-    df = pd.DataFrame([dict(e.model_dump(), timestamp=now if e.timestamp is None else e.timestamp) for e in body.events])
-    await _change(request, 'events', uc.record_events, s, df)
-    return EventsOut(accepted=len(df), users=int(df.user_id.nunique()))
+    df = pd.DataFrame([dict(e.model_dump(exclude={'event_id'}), timestamp=now if e.timestamp is None else e.timestamp) for e in body.events])
+    r = await _change(request, 'events', uc.record_events, s, df, '<events>', [e.event_id for e in body.events])
+    return EventsOut(accepted=len(df), users=int(df.user_id.nunique()), duplicates=r['duplicates'])

@@ -483,10 +483,10 @@ def current_items(settings:Settings, data_dir=None # Overrides `settings.data_di
     return pd.concat([items, live.astype({c: items[c].dtype for c in live.columns if c in items})[items.columns]], ignore_index=True)
 
 def _ingested(settings:Settings)->pd.DataFrame|None:
-    "The interactions appended to the home since (recnb's ids already), or None."
-    p = ingested_path(settings)
-    if not p.exists(): return None
-    with complete_lines(p) as q: return load_interactions(q, empty_ok=True)
+    "The interactions stored in the event store since the data directory (recnb's ids already), or None."
+    from recnb.store import open_stores
+    df, _ = open_stores(settings).events.read_since(0)
+    return df if len(df) else None
 
 # %% ../nbs/01_data.ipynb #c0ffee01
 def _with_ids(settings:Settings, inter:pd.DataFrame, items:pd.DataFrame, path:Path, items_path:Path)->pd.DataFrame:

@@ -10,13 +10,14 @@ import time
 from pathlib import Path
 from filelock import FileLock
 from .config import Settings, check_name, get_settings
-from .data import data_files, load_data, ingested_path, current_data
+from .data import data_files, load_data, current_data
 from .ease import GB, OverBudget, base_bytes, memory_budget
 from .embeddings import EmbeddingCache, MODEL_ID
 from .model import HybridRecommender, Params
 from .ids import id_maps
 from .vectorstore import open_store
 from .registry import Registry
+from .store import open_stores
 
 # %% auto #0
 __all__ = ['check_budget', 'embedding_cache', 'chosen_tags', 'train', 'attached']
@@ -36,8 +37,7 @@ def _rows(path:Path)->int:
 def check_budget(settings:Settings, data_dir=None)->int:
     "Count the interactions training would read and refuse at once (`OverBudget`) when even holding them exceeds the memory budget; returns the budget in bytes."
     budget = memory_budget(settings.train_memory_gb)
-    files = [data_files(data_dir or settings.data_dir)[2], ingested_path(settings)]
-    n = sum(_rows(f) for f in files if f.exists())
+    n = _rows(data_files(data_dir or settings.data_dir)[2]) + open_stores(settings).events.count()
     if base_bytes(0, n) > budget:
         raise OverBudget(f"training on {n:,} interactions needs at least {base_bytes(0, n)/GB:.1f} GB, over the memory budget of "
                          f"{budget/GB:.1f} GB (RECNB_TRAIN_MEMORY_GB); train on Spark instead (RECNB_SPARK_MASTER)")

@@ -20,9 +20,10 @@ from .errors import Conflict
 from .evaluation import evaluate_model, paired_test
 from .logs import get_logger
 from .model import params_of
-from .data import catalogue_path, current_data, data_files, ingested_path, load_data
+from .data import catalogue_path, current_data, data_files, load_data
 from .catalogue import append_interactions
 from .registry import NotFound, Registry, parse_version
+from .store import open_stores
 
 # %% auto #0
 __all__ = ['log', 'ingested_files_path', 'ingest', 'Decision', 'check_retrain', 'data_state', 'decision_key', 'DecisionCache',
@@ -36,10 +37,6 @@ def _now(): return datetime.now(timezone.utc)
 def _iso(t:datetime)->str: return t.isoformat(timespec='seconds')
 
 # %% ../nbs/13_retraining.ipynb #424e0ff2
-def _rows_in(p:Path)->int:
-    "Data rows of the ingested CSV file: its complete lines after the header."
-    with open(p, 'rb') as f: return max(sum(b.count(b'\n') for b in iter(lambda: f.read(1 << 24), b'')) - 1, 0)
-
 def ingested_files_path(settings:Settings)->Path:
     "The log of the files `ingest` appended: `RECNB_HOME/data/ingested-files.jsonl`, one line each (SHA-256, name, rows, time)."
     return settings.home/'data'/'ingested-files.jsonl'
@@ -68,7 +65,7 @@ def ingest(settings:Settings, path, # A .csv or .parquet interactions file (Movi
         seen = refuse_seen()  # again, under the lock: another process may have ingested it meanwhile
         r = append_interactions(settings, new, path)
         append_durably(log_path, (json.dumps(dict(sha256=digest, file=str(path), rows=len(new), time=_iso(_now()))) + '\n').encode())
-    total = _rows_in(Path(r['path']))
+    total = open_stores(settings).events.count()
     log.info("ingested %d interactions from %s", len(new), path, extra={'rows': len(new), 'total_ingested': total})
     return dict(file=str(path), rows=len(new), total_ingested=total, path=r['path'], duplicate=seen is not None)
 
@@ -140,9 +137,9 @@ def _stat(f:Path)->tuple:
 
 # %% ../nbs/13_retraining.ipynb #af951b85
 def data_state(settings:Settings)->tuple:
-    "Path, size and modification time of every file the data is read from: it changes whenever the data may have."
+    "Path, size and modification time of every file the data is read from, and the event store's cursor: it changes whenever the data may have."
     items, tags, inter = data_files(settings.data_dir)
-    return tuple(_stat(f) for f in (items, tags, inter, ingested_path(settings), catalogue_path(settings)) if f is not None)
+    return tuple(_stat(f) for f in (items, tags, inter, catalogue_path(settings)) if f is not None) + (('events', open_stores(settings).events.cursor()),)
 
 # %% ../nbs/13_retraining.ipynb #6dc0c454
 def decision_key(settings:Settings, registry:Registry)->tuple:

@@ -11,11 +11,12 @@ from functools import partial, reduce
 from pathlib import Path
 import numpy as np, pandas as pd, scipy.sparse as sp
 from .config import Settings, get_settings
-from .data import DataValidationError, current_items, data_files, data_schema, fingerprint, ingested_path, validate_frame
+from .data import DataValidationError, current_items, data_files, data_schema, fingerprint, validate_frame
 from .ease import gram_eig
 from .embeddings import EmbeddingCache
 from .ids import id_maps
 from .model import HybridRecommender, Params, _Laps, _best, _lowrank_fit, _lowrank_grid, _profiles
+from .store import open_stores
 
 # %% auto #0
 __all__ = ['SPARK_DEFAULTS', 'spark_session', 'read_interactions', 'checked_interactions', 'SparkGram', 'spark_fit']
@@ -172,8 +173,10 @@ def _fingerprint(df, items:pd.DataFrame)->str:
 def _read(spark, s:Settings, data_dir, p:Params, items:pd.DataFrame):
     "The checked interactions of the catalogue `items` (cached), their split (`u`, `i`) positions, the user ids, the row count and the partitions to use."
     inter_f = data_files(data_dir or s.data_dir)[2]
-    files = [inter_f] + ([ingested_path(s)] if ingested_path(s).exists() else [])
-    df = reduce(lambda a, b: a.unionByName(b), [checked_interactions(read_interactions(spark, f), f).select('user_id', 'item_id', 'rating', 'timestamp') for f in files]).persist()
+    parts = [checked_interactions(read_interactions(spark, inter_f), inter_f)]
+    ev, _ = open_stores(s).events.read_since(0)  # the events stored since: few beside the data directory's
+    if len(ev): parts.append(checked_interactions(spark.createDataFrame(ev.astype(str)), '<the event store>'))
+    df = reduce(lambda a, b: a.unionByName(b), [d.select('user_id', 'item_id', 'rating', 'timestamp') for d in parts]).persist()
     x, users, n_rows = _index(spark, df.select('user_id', 'item_id'), items)
     x = _split(x, 1-p.valid_ratio, p.seed)
     n_parts = max(spark.sparkContext.defaultParallelism, n_rows//2_000_000)

@@ -6,19 +6,20 @@ Docs: https://recnb.github.io/recnb/store.html.md"""
 
 # %% ../nbs/00c_store.ipynb #0c71d07c
 from __future__ import annotations
-import json, logging, os, threading, time
+import io, json, logging, os, threading, time
 from contextlib import contextmanager
 from copy import deepcopy
 from pathlib import Path
+import numpy as np
 from fastcore.basics import patch
 from filelock import FileLock
 from .errors import Busy, RecnbError, Unavailable
 from .config import Settings, atomic_write, get_settings
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'log', 'MIGRATIONS', 'SCHEMA_HEAD', 'RegistryError', 'CorruptRegistry', 'StoreUnavailable',
-           'FileRegistry', 'safe_url', 'Database', 'SqlRegistry', 'fs_type', 'shared_fs_risk', 'FileJobs', 'RowLock',
-           'SqlJobs', 'Stores', 'open_stores']
+__all__ = ['SCHEMA_VERSION', 'log', 'MIGRATIONS', 'EVENT_COLUMNS', 'SCHEMA_HEAD', 'RegistryError', 'CorruptRegistry',
+           'StoreUnavailable', 'FileRegistry', 'safe_url', 'Database', 'SqlRegistry', 'fs_type', 'shared_fs_risk',
+           'FileJobs', 'RowLock', 'SqlJobs', 'FileEvents', 'SqlEvents', 'Stores', 'open_stores']
 
 # %% ../nbs/00c_store.ipynb #43fd4e5f
 class RegistryError(RecnbError): "Base class of registry errors."
@@ -447,13 +448,188 @@ class SqlJobs:
 
     def lock(self)->RowLock: return RowLock(self.db, 'retrain')
 
+# %% ../nbs/00c_store.ipynb #debd0a2a
+EVENT_COLUMNS = ['user_id', 'item_id', 'rating', 'timestamp']
+
+def _batch(events, event_ids)->tuple:
+    "The events (EVENT_COLUMNS) and their ids as a list (None: no id), with repeats of an id within the batch dropped after the first."
+    import pandas as pd
+    ev = events[EVENT_COLUMNS].reset_index(drop=True)
+    ids = [None]*len(ev) if event_ids is None else [None if i is None or (isinstance(i, float) and i != i) else str(i) for i in event_ids]
+    if len(ids) != len(ev): raise ValueError(f"{len(ids)} event ids for {len(ev)} events")
+    seen, keep = set(), []
+    for i in ids:
+        keep.append(i is None or i not in seen); seen.add(i)
+    if all(keep): return ev, ids
+    k = np.flatnonzero(keep)
+    return ev.iloc[k].reset_index(drop=True), [ids[j] for j in k]
+
+# %% ../nbs/00c_store.ipynb #add1c005
+def _last_json_line(path:Path)->dict|None:
+    "The last complete, parseable JSON line of `path` (None without one): a line torn by a crash is passed over."
+    with open(path, 'rb') as f:
+        size = f.seek(0, 2); f.seek(max(0, size-65536)); tail = f.read()
+    for l in reversed(tail.split(b'\n')[:-1] if not tail.endswith(b'\n') else tail.split(b'\n')):
+        if not l.strip(): continue
+        try: return json.loads(l)
+        except ValueError: continue
+    return None
+
+class FileEvents:
+    "Feedback events in a CSV file (`path`) with a commit log beside it; batches whole or not at all, client event ids deduplicated."
+    kind = 'file'
+    def __init__(self, path):
+        self.path = Path(path)
+        self.commits = self.path.with_name(self.path.stem + '.commits.jsonl')
+        self.lock = FileLock(str(self.path) + '.lock', timeout=60)
+        self.where = str(self.path)
+        self._end, self._ids = (None, 0), (0, set())  # (commit log size, committed end); (commit log bytes read, event ids)
+
+    def __repr__(self): return f"FileEvents({str(self.path)!r})"
+
+# %% ../nbs/00c_store.ipynb #e721c2b5
+@patch
+def cursor(self:FileEvents)->int:
+    "The size of the CSV's committed part, in bytes (0 for no events): the cursor after the last stored batch."
+    from recnb.config import _complete_size
+    try: n = self.commits.stat().st_size
+    except FileNotFoundError:
+        if not self.path.exists(): return 0
+        with open(self.path, 'rb') as f: return _complete_size(f, f.seek(0, 2))  # a file from before commit logs
+    if self._end[0] != n: self._end = (n, (_last_json_line(self.commits) or {}).get('end', 0))
+    return self._end[1]
+
+@patch
+def _seen_ids(self:FileEvents)->set:
+    "Every event id the commit log records (read as it grows)."
+    read, ids = self._ids
+    if not self.commits.exists(): return ids
+    if self.commits.stat().st_size < read: read, ids = 0, set()  # the log was replaced: read it again
+    with open(self.commits, 'rb') as f: f.seek(read); data = f.read()
+    data = data[:data.rfind(b'\n')+1]
+    for l in data.splitlines():
+        try: ids.update(json.loads(l).get('event_ids') or ())
+        except ValueError: continue  # a torn line, cut off by the next commit
+    self._ids = (read+len(data), ids)
+    return ids
+
+# %% ../nbs/00c_store.ipynb #4b40b440
+@patch
+def append(self:FileEvents, events, # A frame with EVENT_COLUMNS, validated, recnb's ids
+           event_ids=None # One client id (or None) per event
+          )->dict:
+    "Store the batch whole (after dropping events whose id is stored already): rows added, duplicates skipped, the cursor after it."
+    from recnb.config import append_durably, _fsync_dir
+    ev, ids = _batch(events, event_ids)
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    with self.lock:
+        end = self.cursor()
+        if not self.commits.exists():  # the first commit: what is there already (a file from before commit logs) counts
+            append_durably(self.commits, (json.dumps(dict(end=end, rows=None, event_ids=[], at=time.time())) + '\n').encode())
+        seen = self._seen_ids()
+        keep = [i is None or i not in seen for i in ids]
+        dup = len(keep) - sum(keep)
+        if not any(keep): return dict(rows=0, duplicates=dup, cursor=end)
+        if dup: ev, ids = ev[np.array(keep)], [i for i, k in zip(ids, keep) if k]
+        data = ev.to_csv(header=end == 0, index=False).encode()
+        new = not self.path.exists()
+        with open(self.path, 'a+b') as f:
+            size = f.seek(0, 2)
+            if size > end:
+                log.warning("%s: cut off %d bytes of an uncommitted batch (its process ended before committing it)", self.path, size-end)
+                f.truncate(end)
+            f.write(data); f.flush(); os.fsync(f.fileno())
+        if new: _fsync_dir(self.path.parent)
+        end += len(data)
+        append_durably(self.commits, (json.dumps(dict(end=end, rows=len(ev), event_ids=[i for i in ids if i is not None], at=time.time())) + '\n').encode())
+        self._seen_ids()
+        return dict(rows=len(ev), duplicates=dup, cursor=end)
+
+# %% ../nbs/00c_store.ipynb #6c3ae53f
+@patch
+def read_since(self:FileEvents, cursor:int=0)->tuple:
+    "The events stored after `cursor` (a frame of EVENT_COLUMNS) and the cursor after them."
+    import pandas as pd
+    end = self.cursor()
+    if cursor > end: cursor = 0  # the file was replaced: read it again
+    if end == cursor: return pd.DataFrame(columns=EVENT_COLUMNS), end
+    with open(self.path, 'rb') as f: f.seek(cursor); data = f.read(end-cursor)
+    df = pd.read_csv(io.BytesIO(data), **(dict(header=0) if cursor == 0 else dict(header=None, names=EVENT_COLUMNS)))
+    return df, end
+
+@patch
+def count(self:FileEvents)->int:
+    "How many events are stored."
+    end = self.cursor()
+    if not end: return 0
+    n = 0
+    with open(self.path, 'rb') as f:
+        while end > f.tell() and (b := f.read(min(1 << 24, end - f.tell()))): n += b.count(b'\n')
+    return max(n-1, 0)
+
+# %% ../nbs/00c_store.ipynb #cc829005
+_EVENTS_KEY = 0x7265636e6203
+
+def _m3_events(op):
+    sa = _sa()
+    op.create_table('recnb_events', sa.Column('seq', sa.BigInteger, sa.Identity(always=True), primary_key=True),
+        sa.Column('event_id', sa.Text, unique=True), sa.Column('user_id', sa.BigInteger, nullable=False),
+        sa.Column('item_id', sa.BigInteger, nullable=False), sa.Column('rating', sa.Float(53), nullable=False),
+        sa.Column('timestamp', sa.BigInteger, nullable=False), sa.Column('received_at', sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False))
+
+MIGRATIONS.append((3, 'feedback events', _m3_events))
+
+class SqlEvents:
+    "Feedback events as rows of `recnb_events` in `db`; a batch is one transaction, client event ids deduplicated."
+    kind = 'postgresql'
+    def __init__(self, db:Database): self.db, self.where = db, f"{db.name} (table recnb_events)"
+    def __repr__(self): return f"SqlEvents({self.db.name!r})"
+
+    def cursor(self)->int:
+        with self.db.connect() as c: return c.execute(_sa().text('SELECT coalesce(max(seq), 0) FROM recnb_events')).scalar()
+
+    def count(self)->int:
+        with self.db.connect() as c: return c.execute(_sa().text('SELECT count(*) FROM recnb_events')).scalar()
+
+# %% ../nbs/00c_store.ipynb #108fb9ec
+@patch
+def append(self:SqlEvents, events, event_ids=None)->dict:
+    "Store the batch in one transaction (events whose id is stored already are skipped): rows added, duplicates skipped, the cursor after it."
+    ev, ids = _batch(events, event_ids)
+    t = _sa().text
+    with self.db.connect() as c:
+        c.execute(t('SELECT pg_advisory_xact_lock(:k)'), dict(k=_EVENTS_KEY))
+        c.execute(t('CREATE TEMP TABLE recnb_events_in (ord integer, event_id text, user_id bigint, item_id bigint, rating float8, "timestamp" bigint) ON COMMIT DROP'))
+        cur = c.connection.driver_connection.cursor()
+        with cur.copy('COPY recnb_events_in (ord, event_id, user_id, item_id, rating, "timestamp") FROM STDIN') as cp:
+            for row in zip(range(len(ev)), ids, ev.user_id.tolist(), ev.item_id.tolist(), ev.rating.tolist(), ev.timestamp.tolist()): cp.write_row(row)
+        added = c.execute(t('INSERT INTO recnb_events (event_id, user_id, item_id, rating, "timestamp") '
+                            'SELECT event_id, user_id, item_id, rating, "timestamp" FROM recnb_events_in ORDER BY ord '
+                            'ON CONFLICT (event_id) DO NOTHING')).rowcount
+        end = c.execute(t('SELECT coalesce(max(seq), 0) FROM recnb_events')).scalar()
+    return dict(rows=added, duplicates=len(events)-added, cursor=end)
+
+@patch
+def read_since(self:SqlEvents, cursor:int=0)->tuple:
+    "The events stored after `cursor` (a frame of EVENT_COLUMNS) and the cursor after them (read with COPY, as CSV)."
+    import pandas as pd
+    buf = io.BytesIO()
+    with self.db.connect() as c:
+        q = f'COPY (SELECT seq, user_id, item_id, rating, "timestamp" FROM recnb_events WHERE seq > {int(cursor)} ORDER BY seq) TO STDOUT (FORMAT csv)'
+        with c.connection.driver_connection.cursor().copy(q) as cp:
+            for chunk in cp: buf.write(chunk)
+    if not buf.tell(): return pd.DataFrame(columns=EVENT_COLUMNS), cursor
+    buf.seek(0)
+    df = pd.read_csv(buf, header=None, names=['seq', *EVENT_COLUMNS], dtype=dict(seq='int64', user_id='int64', item_id='int64', rating='float64', timestamp='int64'))
+    return df[EVENT_COLUMNS], int(df.seq.iloc[-1])
+
 # %% ../nbs/00c_store.ipynb #44896ca7
 SCHEMA_HEAD = MIGRATIONS[-1][0]  # the schema this recnb needs: the last migration's number
 
 class Stores:
-    "What hosts share, from one place: `registry` (`FileRegistry` or `SqlRegistry`), `jobs` (`FileJobs` or `SqlJobs`); `db` is the `Database` or None."
-    def __init__(self, registry, jobs, db:Database|None=None, url:str|None=None):
-        self.registry, self.jobs, self.db = registry, jobs, db
+    "What hosts share, from one place: `registry`, `jobs` and `events` (file or SQL backends); `db` is the `Database` or None."
+    def __init__(self, registry, jobs, events, db:Database|None=None, url:str|None=None):
+        self.registry, self.jobs, self.events, self.db = registry, jobs, events, db
         self.url = url or f"file:{getattr(registry, 'root', '')}"
         self.kind = registry.kind
 
@@ -469,9 +645,9 @@ def open_stores(settings:Settings|None=None)->Stores:
     if (st := _opened.get(key)) is None:
         if url:
             db = _databases.get(url) or _databases.setdefault(url, Database(url))
-            st = Stores(SqlRegistry(db.check()), SqlJobs(db), db, db.name)
+            st = Stores(SqlRegistry(db.check()), SqlJobs(db), SqlEvents(db), db, db.name)
         else:
-            st = Stores(FileRegistry(Path(s.home)/'registry'), FileJobs(Path(s.home)/'jobs'))
+            st = Stores(FileRegistry(Path(s.home)/'registry'), FileJobs(Path(s.home)/'jobs'), FileEvents(Path(s.home)/'data'/'interactions.csv'))
             if shared_fs_risk(t := fs_type(s.home)):
                 log.warning("RECNB_HOME %s is on a %s file system: the file stores' locks and appends are not safe there when several hosts "
                             "write (NFS can lose locks and corrupt appends; attributes are cached for seconds). Use PostgreSQL for what hosts "

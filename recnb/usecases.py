@@ -346,9 +346,10 @@ def restore_items(settings:Settings|None, item_ids:list[int|str], actor:str='rec
 
 # %% ../nbs/16_usecases.ipynb #9487128b
 def record_events(settings:Settings|None, events:pd.DataFrame, # `user_id`, `item_id`, `rating`, `timestamp`
-                  source='<events>')->dict:
-    "Append interactions durably (all or nothing), as `ingest` does for a file; rows written."
-    return cat.append_interactions(settings or get_settings(), events, source)
+                  source='<events>', event_ids=None # One client id (or None) per event; stored ids are skipped
+                 )->dict:
+    "Store interactions durably (all or nothing), as `ingest` does for a file; rows added and duplicates skipped."
+    return cat.append_interactions(settings or get_settings(), events, source, event_ids)
 
 def follow(settings:Settings|None, m:HybridRecommender)->dict:
     "Bring the served model `m` up to date with the catalogue's log and the interactions appended since it last looked."

@@ -73,7 +73,7 @@ def test_events_change_answers_and_survive_a_restart(live):
     before = rec(s, {'user_id': 1, 'k': 10})[0]
     events = [dict(user_id=1, item_id=i, rating=5.) for i in _horror_for(1)]
     r = httpx.post(s.url + '/events', json={'events': events}, headers=KEY, timeout=30)
-    assert r.status_code == 200 and r.json() == {'accepted': 5, 'users': 1}, r.text
+    assert r.status_code == 200 and r.json() == {'accepted': 5, 'users': 1, 'duplicates': 0}, r.text
     after = rec(s, {'user_id': 1, 'k': 10})[0]
     assert after != before and not {e['item_id'] for e in events} & set(after), (before, after)
     new_user = rec(s, {'user_id': 777777, 'k': 5})[1]

@@ -154,3 +154,65 @@ def test_one_retraining_lock_across_processes(registry_place):
     while not js.reap() and time.time() < deadline: time.sleep(0.2)  # the server notices the lost connection at once, or nearly
     assert js.get(held[0][1][1])['state'] == 'failed'
     with js.lock(): pass
+
+def events_at(where:str):
+    from recnb.store import FileEvents, SqlEvents
+    return SqlEvents(Database(where)) if '://' in where else FileEvents(where)
+
+def _batch_frame(b:int, n:int):
+    import pandas as pd
+    return pd.DataFrame(dict(user_id=[b]*n, item_id=list(range(n)), rating=[1.]*n, timestamp=[b]*n)), [f"{b}-{i}" for i in range(n)]
+
+@pytest.fixture
+def events_place(registry_place):
+    return registry_place if '://' in registry_place else registry_place + '/interactions.csv'
+
+def test_events_contract(events_place):
+    ev = events_at(events_place)
+    assert (ev.cursor(), ev.count(), len(ev.read_since(0)[0])) == (0, 0, 0)
+    df, ids = _batch_frame(1, 5)
+    r1 = ev.append(df, ids)
+    assert (r1['rows'], r1['duplicates'], ev.count(), ev.cursor()) == (5, 0, 5, r1['cursor'])
+    r2 = ev.append(df, ids)  # the same batch again: nothing added
+    assert (r2['rows'], r2['duplicates'], ev.count()) == (0, 5, 5)
+    df2, ids2 = _batch_frame(2, 3)
+    r3 = ev.append(df2, [ids2[0], ids[0], None])  # one new id, one stored, none
+    assert (r3['rows'], r3['duplicates'], ev.count()) == (2, 1, 7)
+    got, cur = ev.read_since(r1['cursor'])
+    assert (got.user_id.tolist(), got.item_id.tolist(), cur) == ([2, 2], [0, 2], ev.cursor())
+    got, _ = ev.read_since(0)
+    assert list(got.columns) == ['user_id', 'item_id', 'rating', 'timestamp'] and len(got) == 7
+    assert [str(t) for t in got.dtypes] == ['int64', 'int64', 'float64', 'int64']
+    assert ev.read_since(cur) [0].empty
+
+EV_WRITER = '''
+import sys
+sys.path.insert(0, sys.argv[2])
+from test_store import events_at, _batch_frame
+ev = events_at(sys.argv[1])
+b = int(sys.argv[3])
+while True:
+    ev.append(*_batch_frame(b, 500))
+    print(b, flush=True); b += 1
+'''
+
+def test_sigkill_during_event_batches(events_place):
+    "Every acknowledged event is stored exactly once; a batch cut by the kill is all or nothing; resending every batch adds nothing."
+    import os, random, signal
+    rng, acked, b = random.Random(1), set(), 0
+    for kill in range(12):
+        p = subprocess.Popen([sys.executable, '-c', EV_WRITER, events_place, os.path.dirname(__file__), str(b)], stdout=subprocess.PIPE, text=True)
+        acked.add(int(p.stdout.readline()))
+        time.sleep(rng.uniform(0, 0.3))
+        os.kill(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        acked |= {int(x) for x in out.split()}
+        b = max(acked) + 2  # the batch after the last acknowledged one may or may not be stored
+        got = events_at(events_place).read_since(0)[0]
+        sizes = got.groupby('user_id').size()
+        assert set(acked) <= set(sizes.index) and (sizes == 500).all(), sizes[sizes != 500]  # whole batches only
+        assert not got.duplicated().any()
+    ev = events_at(events_place)
+    n = ev.count()
+    for k in sorted(acked): assert ev.append(*_batch_frame(k, 500))['rows'] == 0  # a client resending what was acknowledged
+    assert ev.count() == n and len(acked) >= 12
