@@ -87,10 +87,11 @@ browser:
 
 # Benchmarks print ratios against baselines measured in the same run; scale.py takes about an hour
 # (20k and 200k synthetic items; `make bench-scale SCALE_ARGS="--sizes 20k"` for the smaller one).
-bench: install
+bench: install postgres
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,bench]"
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/store.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/coldstart.py

@@ -105,7 +105,7 @@ def _add_data(sub):
 
 # %% ../nbs/30_cli.ipynb #fc9979a4
 def _add_retraining(sub):
-    "`retrain`, `schedule`, `jobs list|show` and `db upgrade|status`."
+    "`retrain`, `schedule`, `jobs list|show` and `db upgrade|status|import`."
     r = sub.add_parser('retrain', help='check whether retraining is due and, if so (or forced), run a retraining job')
     r.add_argument('--force', action='store_true', help='retrain even when the policy says it is not due')
     r.add_argument('--dry-run', action='store_true', help='print the decision only; change nothing')
@@ -122,6 +122,8 @@ def _add_retraining(sub):
     db = sub.add_parser('db', help="the PostgreSQL store's schema (RECNB_STORE_URL)").add_subparsers(dest='action', required=True, parser_class=_Parser)
     db.add_parser('upgrade', help='apply the migrations this recnb has and the database lacks (safe to run again)')
     db.add_parser('status', help='the schema of the database and the migrations applied')
+    x = db.add_parser('import', help="copy a file home's registry, jobs and events into the database (safe to run again)")
+    x.add_argument('--home', type=Path, help='the file home to copy (default: RECNB_HOME)')
 
 # %% ../nbs/30_cli.ipynb #d868f07c
 def parser()->argparse.ArgumentParser:
@@ -406,7 +408,7 @@ def cmd_jobs(a):
 
 # %% ../nbs/30_cli.ipynb #864b80e1
 def cmd_db(a):
-    from recnb.store import SCHEMA_HEAD, Database
+    from recnb.store import SCHEMA_HEAD, Database, import_home
     s = get_settings()
     if not s.store_url: raise UsageError(f"RECNB_STORE_URL is not set: the stores are files under {s.home}, which have no schema to {a.action}")
     db = Database(s.store_url.get_secret_value())
@@ -415,6 +417,12 @@ def cmd_db(a):
             done = db.upgrade()
             for n, what in done: print(f"applied migration {n}: {what}")
             print(f"{db.name}: schema {SCHEMA_HEAD}" + ('' if done else ', already up to date'))
+        elif a.action == 'import':
+            home = a.home or s.home
+            if not (Path(home)/'registry').exists(): raise UsageError(f"{home} is not a recnb home: it has no registry/ to import")
+            r = import_home(home, db)
+            print(f"registry {r['registry']} ({r['models']} models, {r['audit_entries']} audit entries), {r['jobs']} jobs, "
+                  f"{r['events']} events copied ({r['events_there_already']} there already) from {home} into {db.name}")
         else:
             for h in db.history(): print(f"{h['version']:>3}  {h['applied_at']:%Y-%m-%d %H:%M:%S%z}  {h['description']}")
             n = db.schema()

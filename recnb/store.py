@@ -19,7 +19,7 @@ from .config import Settings, atomic_write, get_settings
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'log', 'MIGRATIONS', 'EVENT_COLUMNS', 'SCHEMA_HEAD', 'RegistryError', 'CorruptRegistry',
            'StoreUnavailable', 'FileRegistry', 'safe_url', 'Database', 'SqlRegistry', 'fs_type', 'shared_fs_risk',
-           'FileJobs', 'RowLock', 'SqlJobs', 'FileEvents', 'SqlEvents', 'Stores', 'open_stores']
+           'FileJobs', 'RowLock', 'SqlJobs', 'FileEvents', 'SqlEvents', 'Stores', 'open_stores', 'import_home']
 
 # %% ../nbs/00c_store.ipynb #43fd4e5f
 class RegistryError(RecnbError): "Base class of registry errors."
@@ -654,3 +654,25 @@ def open_stores(settings:Settings|None=None)->Stores:
                             "share: set RECNB_STORE_URL", s.home, t)
         st = _opened.setdefault(key, st)
     return st
+
+# %% ../nbs/00c_store.ipynb #4ff84dd6
+def import_home(home, # A RECNB_HOME of the file backend
+                db:Database # The database to copy into (migrated)
+               )->dict:
+    "Copy the file home's registry (with its audit log), jobs and events into `db`; what was copied."
+    from recnb.errors import Conflict
+    home = Path(home)
+    src, dst = FileRegistry(home/'registry'), SqlRegistry(db.check())
+    state, audit = src.read(), src.audit()
+    with dst.locked(), dst.transaction() as (st, pending):
+        had = dst.audit()
+        strip = lambda es: [{k: v for k, v in e.items() if k != 'seq'} for e in es]
+        if not st['models'] and not had:
+            st['models'].update(deepcopy(state['models'])); pending.extend(strip(audit)); registry = 'copied'
+        elif st['models'] == state['models'] and strip(had) == strip(audit): registry = 'already imported'
+        else: raise Conflict(f"the registry in {db.name} holds other models or changes than {home/'registry'}: nothing was imported")
+    jobs = FileJobs(home/'jobs').list(10**9)
+    for j in jobs: SqlJobs(db).save(j)
+    ev, _ = FileEvents(home/'data'/'interactions.csv').read_since(0)
+    r = SqlEvents(db).append(ev, [f"import:{i}" for i in range(len(ev))]) if len(ev) else dict(rows=0, duplicates=0)
+    return dict(registry=registry, models=len(state['models']), audit_entries=len(audit), jobs=len(jobs), events=r['rows'], events_there_already=r['duplicates'])

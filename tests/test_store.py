@@ -216,3 +216,21 @@ def test_sigkill_during_event_batches(events_place):
     n = ev.count()
     for k in sorted(acked): assert ev.append(*_batch_frame(k, 500))['rows'] == 0  # a client resending what was acknowledged
     assert ev.count() == n and len(acked) >= 12
+
+def test_db_import_copies_a_file_home_and_runs_twice_safely(store_url, tmp_path):
+    home = tmp_path/'home'
+    reg = Registry(home/'registry'); _model(reg, 0.4, 0.5); reg.promote('m', '1.0.1', actor='alice', reason='r')
+    js = jobs_at(str(home/'jobs')); js.update(js.new(reason='nightly'), state='running')
+    events_at(str(home/'data'/'interactions.csv')).append(*_batch_frame(3, 7))
+    env = env_for(home, RECNB_STORE_URL=store_url)
+    for i in range(2):
+        out = recnb('db', 'import', env=env).stdout
+        assert ('copied' if i == 0 else 'already imported') in out and f"{'7' if i == 0 else '0'} events copied" in out, out
+    sql = registry_at(store_url)
+    assert sql.load()['models'] == reg.load()['models'] and sql.audit() == reg.audit()
+    assert [j['id'] for j in jobs_at(store_url).list()] == [j['id'] for j in js.list()]
+    assert events_at(store_url).count() == 7
+    assert '1.0.1' in recnb('models', 'list', env=env).stdout  # the CLI reads the database now
+    reg.register('m', params={'rank': 8}, embedding_model='e')  # the file home moves on
+    r = recnb('db', 'import', env=env, check=False)
+    assert r.returncode == 2 and 'nothing was imported' in r.stderr, r.stderr
