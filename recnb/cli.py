@@ -163,7 +163,7 @@ def cmd_train(a):
     rank = f", rank={c['rank']}" if 'rank' in c else ''
     print(f"validation NDCG@{m.params.k} {c['valid_ndcg']:.4f} with the {m.card['solver']['name']} EASE solver, lambda={c['lam']:g}{rank}, text weight={c['text_weight']:g}")
     print("seconds per step: " + ', '.join(f"{k} {v:g}" for k, v in m.card['timings'].items()))
-    print(f"saved to {v.path}; vectors in collection {m.collection}; registered as {m.name} {m.version} ({v.stage})")
+    print(f"saved to {_files(v)}; vectors in collection {m.collection}; registered as {m.name} {m.version} ({v.stage})")
 
 # %% ../nbs/30_cli.ipynb #1883d41b
 def _multiprocess_metrics(s)->Path:
@@ -241,10 +241,15 @@ def _when(t:str|None)->str:
     "A recorded ISO time (UTC) as `YYYY-MM-DD HH:MM:SS`, or '-'."
     return t[:19].replace('T', ' ') if t else '-'
 
+def _files(v)->Path|None:
+    "Where version `v`'s files are in this home (`recnb.registry.version_dir`), or None."
+    from recnb.registry import version_dir
+    return version_dir(get_settings().home, dict(path=v.path, version=v.version)) if v.path else None
+
 def _chosen(v)->dict[str, str]:
     "What validation chose for version `v`: its `chosen_*` registry tags, else its model card's (versions registered before the tags)."
     t = {k: x for k, x in v.tags.items() if k.startswith('chosen_')}
-    card = Path(v.path)/'model.json' if v.path else None
+    card = _files(v)/'model.json' if v.path else None
     if not t and card and card.exists():
         from recnb.pipeline import chosen_tags
         t = chosen_tags(json.loads(card.read_text()))
@@ -269,7 +274,7 @@ def _show_version(name:str, v):
     print("  metrics:   " + (', '.join(f"{k} {x:.4f}" if isinstance(x, float) else f"{k} {x}" for k, x in v.metrics.items()) or '-'))
     print(f"  data:      {v.tags.get('n_interactions', '?')} interactions from {v.tags.get('data_dir', '?')}, fingerprint {v.data_fingerprint or '-'}")
     print(f"  vectors:   collection {v.collection or '-'}, text embeddings {v.embedding_model or '-'}")
-    print(f"  files:     {v.path or '-'}" + (f"\n  report:    {v.report}" if v.report else ''))
+    print(f"  files:     {_files(v) or '-'}" + (f"\n  report:    {v.report}" if v.report else ''))
     if getattr(v, 'catalogue', None): print(f"  catalogue: revision {v.catalogue['revision']} ({_when(v.catalogue.get('time'))})")
 
 # %% ../nbs/30_cli.ipynb #30b6e13b

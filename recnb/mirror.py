@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 from .config import Settings, get_settings
-from .registry import Registry
+from .registry import Registry, version_dir
 
 # %% auto #0
 __all__ = ['tracking_uri', 'RecnbPyfunc', 'pyfunc_signature', 'pyfunc_example', 'pyfunc_requirements', 'save_pyfunc',
@@ -117,16 +117,17 @@ def _reachable(uri:str, timeout:float=3.)->str|None:
 class MlflowMirror:
     "Mirrors a recnb `Registry` into MLflow's tracking store and model registry."
     def __init__(self, uri:str, # Tracking URI
-                 artifact_root:Path|None=None # Where a local store's experiments keep their artifacts; None: MLflow's choice
+                 artifact_root:Path|None=None, # Where a local store's experiments keep their artifacts; None: MLflow's choice
+                 home:Path|None=None # The home a version's relative `path` is in
                 ):
-        self.uri,self.artifact_root = uri,artifact_root
+        self.uri,self.artifact_root,self.home = uri,artifact_root,home
 
     @classmethod
     def from_settings(cls, settings:Settings|None=None):
         "The mirror of the settings' tracking store; a local store keeps its artifacts under `RECNB_HOME/mlflow/artifacts`."
         s = settings or get_settings()
         uri = tracking_uri(s)
-        return cls(uri, None if uri.startswith(('http://', 'https://')) else (s.home/'mlflow'/'artifacts').resolve())
+        return cls(uri, None if uri.startswith(('http://', 'https://')) else (s.home/'mlflow'/'artifacts').resolve(), s.home)
 
 # %% ../nbs/05c_mirror.ipynb #9ace5d64
 @patch
@@ -172,7 +173,7 @@ def log_version(self:MlflowMirror, name:str, entry:dict)->str:
     with self.run(name, f"{name}-{entry['version']}", {'recnb_version': entry['version']}) as (c, rid):
         _log(c, rid, {k: str(v)[:500] for k,v in entry.get('params', {}).items()}, entry.get('metrics', {}))
         with tempfile.TemporaryDirectory() as d:
-            c.log_artifacts(rid, str(save_pyfunc(entry['path'], Path(d)/'model')), 'model')
+            c.log_artifacts(rid, str(save_pyfunc(version_dir(self.home, entry), Path(d)/'model')), 'model')
         try: c.create_registered_model(name)
         except MlflowException as e:
             if e.error_code != 'RESOURCE_ALREADY_EXISTS': raise

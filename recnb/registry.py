@@ -18,7 +18,7 @@ from .store import SCHEMA_VERSION, CorruptRegistry, FileRegistry, RegistryError,
 
 # %% auto #0
 __all__ = ['STAGES', 'LEGAL', 'SCHEMA_VERSION', 'log', 'NotFound', 'IllegalTransition', 'parse_version', 'bump', 'bump_kind',
-           'Registry', 'alias_name', 'NothingToRollBack']
+           'Registry', 'alias_name', 'NothingToRollBack', 'home_path', 'version_dir']
 
 # %% ../nbs/05b_registry.ipynb #0347c90f
 STAGES = ('training', 'validation', 'production', 'archived')
@@ -279,6 +279,20 @@ def production(self:Registry, name:str)->dict|None:
     "The production version of `name`, or None."
     m = self.get(name)
     return m['versions'][m['production']] if m['production'] else None
+
+# %% ../nbs/05b_registry.ipynb #1d31207c
+def home_path(home, path)->str:
+    "How a version records `path`: relative to `home` when inside it, else absolute."
+    p, h = Path(path).resolve(), Path(home).resolve()
+    return str(p.relative_to(h)) if p.is_relative_to(h) else str(p)
+
+def version_dir(home, entry:dict)->Path:
+    "The directory of version `entry`'s files: its `path` under `home` (an absolute `path` as it is)."
+    if not entry.get('path'): raise NotFound(f"version {entry.get('version')} has no files recorded (it was not saved)")
+    p = Path(entry['path'])
+    if p.is_absolute(): return p
+    if home is None: raise ValueError(f"version {entry.get('version')}'s path {p} is relative to a home, and none was given")
+    return Path(home)/p
 
 # %% ../nbs/05b_registry.ipynb #62174107
 _metric_re = re.compile(r'^\s*([\w@.\-]+)\s*(>=|<=|>|<|==)\s*(-?[\d.]+(?:e-?\d+)?)\s*$')

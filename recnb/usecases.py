@@ -22,7 +22,7 @@ from .mirror import log_run_quietly, sync_quietly
 from .model import HybridRecommender, Params, Recommendations, params_of
 from .data import current_data
 from .pipeline import attached, embedding_cache, train as _train
-from .registry import STAGES, NotFound, Registry, alias_name
+from .registry import STAGES, NotFound, Registry, alias_name, version_dir
 from .vectorstore import Filters, open_store
 from .retraining import (Decision, DecisionCache, check_retrain as _check_retrain, compare_with_production, decision_key,
                               ingest as _ingest, promotion_decision)
@@ -191,7 +191,7 @@ def production_model(settings:Settings|None, store, registry:Registry|None=None,
     except NotFound: return None
     reg.reconcile(s.model_name, store)
     if e is None or e['version'] == unless: return None
-    m = attached(s, HybridRecommender.load(e['path']), store)  # indexes a missing collection first
+    m = attached(s, HybridRecommender.load(version_dir(s.home, e)), store)  # indexes a missing collection first
     m.ids = id_maps(s)  # requests and answers speak the home's ids
     m.ids.items.refresh(); m.ids.users.refresh()  # a retrain may have started a map of strings
     reg.reconcile(s.model_name, store)  # again: the collection may have just been indexed
@@ -237,6 +237,7 @@ def compare(settings:Settings|None, candidate:str, # The candidate version
     reg = Registry.from_settings(s)
     cand, other = reg.get(s.model_name, candidate), _resolve(reg, s.model_name, against)
     items, inter = data or current_data(s)
+    if other: other = dict(other, path=str(version_dir(s.home, other)))  # its files, in this host's home
     c = compare_with_production(items, inter, params_of(cand), other, embedding_cache(s),
                                 s.retrain_holdout if holdout is None else holdout, k, s.retrain_margin if margin is None else margin,
                                 s.retrain_significance if significance is None else significance, s.retrain_alpha if alpha is None else alpha)
@@ -298,7 +299,7 @@ class CatalogueChange(BaseModel):
 def _share(s:Settings, store, e:dict, restored=())->int:
     "On a store other processes read, write the production version's live items and withdrawn flags into its collection; points written."
     if not getattr(store, 'shared', False): return 0
-    m = HybridRecommender.load(e['path']).attach(store, e['collection'])
+    m = HybridRecommender.load(version_dir(s.home, e)).attach(store, e['collection'])
     L, r = cat.live_items(m, live_catalogue(s), embedding_cache(s)), m.item_out.shape[1]
     if len(L): store.upsert(m.collection, L.ids, dict(text=L.text, cf=L.hybrid[:, :r], hybrid=L.hybrid),
                             [dict(p, withdrawn=i in L.withdrawn) for i, p in zip(L.ids.tolist(), L.payloads)])

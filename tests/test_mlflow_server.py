@@ -6,7 +6,7 @@ from mlflow import MlflowClient
 from conftest import BIN, env_for, free_port, recnb
 from recnb.config import Settings
 from recnb.model import HybridRecommender
-from recnb.registry import Registry
+from recnb.registry import Registry, version_dir
 from recnb.synthetic import synthetic_dataset, write_synthetic
 from recnb.vectorstore import EdgeStore
 
@@ -43,7 +43,7 @@ def test_mirror_to_a_tracking_server(tmp_path):
         pf = mlflow.pyfunc.load_model(mlflow.artifacts.download_artifacts(  # as a user would, but leaving MLflow's global URIs alone
             c.get_model_version_download_uri('movielens', mv.version), tracking_uri=f"http://127.0.0.1:{port}"))
         got = pf.predict(pd.DataFrame([{'user_id': 1, 'k': 10}, {'items': [1, 2], 'k': 5}, {'user_id': 999999, 'k': 3}]))
-        m = HybridRecommender.load(reg.get('movielens', '1.0.0')['path']).index(EdgeStore(tmp_path/'v'))
+        m = HybridRecommender.load(version_dir(h, reg.get('movielens', '1.0.0'))).index(EdgeStore(tmp_path/'v'))
         for i, kw in enumerate([dict(user_id=1, k=10), dict(items=[1, 2], k=5), dict(user_id=999999, k=3)]):
             want = m.recommend(**kw).items
             g = got[got.request == i]
