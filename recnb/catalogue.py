@@ -10,10 +10,9 @@ import json, threading, time
 from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np, pandas as pd
-from filelock import FileLock
 from .config import Settings
 from .store import EVENT_COLUMNS, open_stores
-from .data import (Catalogue, DataValidationError, append_durably, catalogue_path, current_items, data_files,
+from .data import (Catalogue, DataValidationError, current_items, data_files,
                         live_catalogue, standard_columns, title_year, validate_frame)
 from .ids import id_maps, show_id
 from .embeddings import EmbeddingCache, embed, item_texts
@@ -34,7 +33,7 @@ def _stamp(*paths)->tuple:
 def catalogue_ids(settings:Settings)->np.ndarray:
     "Sorted ids of every item in the catalogue (`recnb.data.current_items`)."
     items, tags, _ = data_files(settings.data_dir)
-    key, hit = _stamp(items, tags, catalogue_path(settings)), _ids_seen.get(str(settings.home))
+    key, hit = (_stamp(items, tags), open_stores(settings).catalogue.cursor()), _ids_seen.get(str(settings.home))
     if hit and hit[0] == key: return hit[1]
     ids = np.sort(current_items(settings).item_id.to_numpy(np.int64))
     _ids_seen[str(settings.home)] = (key, ids)
@@ -73,17 +72,11 @@ def read_items(path)->pd.DataFrame:
     except (OSError, ValueError, pd.errors.ParserError) as e: raise DataValidationError(p, [(0, '-', f"cannot read: {e}")]) from None
 
 # %% ../nbs/07_catalogue.ipynb #496c5dbe
-def _lock(path:Path)->FileLock: return FileLock(str(path)+'.lock', timeout=60)
-
 def _now()->str: return datetime.now(timezone.utc).isoformat(timespec='milliseconds')
 
 def _log(settings:Settings, entry:dict, actor:str)->dict:
-    "Append `entry` to the catalogue's log as its next revision; the entry as written."
-    p = catalogue_path(settings); p.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(p):
-        e = dict(revision=live_catalogue(settings).revision+1, time=_now(), actor=actor, **entry)
-        append_durably(p, (json.dumps(e)+'\n').encode())
-    return e
+    "Append `entry` to the catalogue's log (the store's) as its next revision; the entry as written."
+    return open_stores(settings).catalogue.append(dict(time=_now(), actor=actor, **entry))
 
 # %% ../nbs/07_catalogue.ipynb #10904696
 def _text(s:pd.Series)->np.ndarray:
@@ -193,8 +186,8 @@ def follow(settings:Settings, m:HybridRecommender, cache:EmbeddingCache|None=Non
     with st['lock']: return _follow(settings, m, st, cache)
 
 def _follow(settings:Settings, m:HybridRecommender, st:dict, cache:EmbeddingCache|None)->dict:
-    p, out = catalogue_path(settings), dict(revision=m.live.revision, events=0)
-    key = _stamp(p)
+    out = dict(revision=m.live.revision, events=0)
+    key = open_stores(settings).catalogue.cursor()
     if key != st['catalogue']:
         cat = live_catalogue(settings)
         if cat.revision != m.live.revision:  # every change, withdrawals included, is a new revision

@@ -453,21 +453,17 @@ def _fold(entries:list[dict])->Catalogue:
     return Catalogue(df, frozenset(out), entries[-1]['revision'] if entries else 0)
 
 # %% ../nbs/01_data.ipynb #518bd66c
-_folded = {}  # path -> (size, mtime, Catalogue): the log is folded again only when it changed
+_folded = {}  # the log store -> (its cursor, Catalogue): the log is folded again only when it changed
 
 def live_catalogue(settings:Settings)->Catalogue:
-    "The catalogue's changes since the data directory, from its log (empty without one)."
-    p = catalogue_path(settings)
-    if not p.exists(): return _fold([])
-    st = p.stat(); key = (st.st_size, st.st_mtime_ns)
-    hit = _folded.get(str(p))
+    "The catalogue's changes since the data directory, from its log in the store (empty without one)."
+    from recnb.store import open_stores
+    log = open_stores(settings).catalogue
+    key = log.cursor()
+    if key is None: return _fold([])
+    hit = _folded.get(id(log))
     if hit and hit[0] == key: return hit[1]
-    with complete_lines(p) as q: lines = q.read_bytes().splitlines()
-    entries = []
-    for n, l in enumerate(lines, 1):
-        try: entries.append(json.loads(l))
-        except ValueError as e: raise DataValidationError(p, [(n, '-', f"not a JSON line of the catalogue's log ({e})")]) from None
-    c = _folded[str(p)] = (key, _fold(entries))
+    c = _folded[id(log)] = (key, _fold(log.entries()))
     return c[1]
 
 # %% ../nbs/01_data.ipynb #fd997f1f

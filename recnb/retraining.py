@@ -20,7 +20,7 @@ from .errors import Conflict
 from .evaluation import evaluate_model, paired_test
 from .logs import get_logger
 from .model import params_of
-from .data import catalogue_path, current_data, data_files, load_data
+from .data import current_data, data_files, load_data
 from .catalogue import append_interactions
 from .registry import NotFound, Registry, parse_version
 from .store import open_stores
@@ -137,9 +137,10 @@ def _stat(f:Path)->tuple:
 
 # %% ../nbs/13_retraining.ipynb #af951b85
 def data_state(settings:Settings)->tuple:
-    "Path, size and modification time of every file the data is read from, and the event store's cursor: it changes whenever the data may have."
+    "Path, size and modification time of every file the data is read from, and the cursors of the catalogue's log and of the event store: it changes whenever the data may have."
     items, tags, inter = data_files(settings.data_dir)
-    return tuple(_stat(f) for f in (items, tags, inter, catalogue_path(settings)) if f is not None) + (('events', open_stores(settings).events.cursor()),)
+    st = open_stores(settings)
+    return tuple(_stat(f) for f in (items, tags, inter) if f is not None) + (('catalogue', st.catalogue.cursor()), ('events', st.events.cursor()))
 
 # %% ../nbs/13_retraining.ipynb #6dc0c454
 def decision_key(settings:Settings, registry:Registry)->tuple:

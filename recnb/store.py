@@ -19,7 +19,8 @@ from .config import Settings, atomic_write, get_settings
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'log', 'MIGRATIONS', 'EVENT_COLUMNS', 'SCHEMA_HEAD', 'RegistryError', 'CorruptRegistry',
            'StoreUnavailable', 'FileRegistry', 'safe_url', 'Database', 'SqlRegistry', 'fs_type', 'shared_fs_risk',
-           'FileJobs', 'RowLock', 'SqlJobs', 'FileEvents', 'SqlEvents', 'Stores', 'open_stores', 'import_home']
+           'FileJobs', 'RowLock', 'SqlJobs', 'FileEvents', 'SqlEvents', 'FileCatalogue', 'SqlCatalogue', 'Stores',
+           'open_stores', 'import_home']
 
 # %% ../nbs/00c_store.ipynb #43fd4e5f
 class RegistryError(RecnbError): "Base class of registry errors."
@@ -623,13 +624,81 @@ def read_since(self:SqlEvents, cursor:int=0)->tuple:
     df = pd.read_csv(buf, header=None, names=['seq', *EVENT_COLUMNS], dtype=dict(seq='int64', user_id='int64', item_id='int64', rating='float64', timestamp='int64'))
     return df[EVENT_COLUMNS], int(df.seq.iloc[-1])
 
+# %% ../nbs/00c_store.ipynb #024cc2d3
+class FileCatalogue:
+    "The catalogue's log in `path` (JSON lines), appended under a file lock."
+    kind = 'file'
+    def __init__(self, path):
+        self.path = Path(path)
+        self.lock = FileLock(str(self.path) + '.lock', timeout=60)
+
+    def __repr__(self): return f"FileCatalogue({str(self.path)!r})"
+
+    def cursor(self)->tuple|None:
+        "The log's size and modification time (None without a log): it changes with every append."
+        try: st = self.path.stat(); return (st.st_size, st.st_mtime_ns)
+        except FileNotFoundError: return None
+
+    def entries(self)->list[dict]:
+        "Every entry, oldest first (a last line an append left unfinished is skipped; one that does not parse is reported with its number)."
+        from recnb.config import complete_lines
+        if not self.path.exists(): return []
+        with complete_lines(self.path) as q: lines = q.read_bytes().splitlines()
+        out = []
+        for n, l in enumerate(lines, 1):
+            try: out.append(json.loads(l))
+            except ValueError as e:
+                from recnb.data import DataValidationError
+                raise DataValidationError(self.path, [(n, '-', f"not a JSON line of the catalogue's log ({e})")]) from None
+        return out
+
+    def append(self, entry:dict)->dict:
+        "Append `entry` as the next revision (with `revision` set); the entry as written."
+        from recnb.config import append_durably
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock:
+            es = self.entries()
+            e = dict(revision=(es[-1]['revision'] if es else 0) + 1, **entry)
+            append_durably(self.path, (json.dumps(e) + '\n').encode())
+        return e
+
+# %% ../nbs/00c_store.ipynb #943b840f
+_CATALOGUE_KEY = 0x7265636e6204
+
+def _m4_catalogue(op):
+    sa = _sa(); from sqlalchemy.dialects.postgresql import JSONB
+    op.create_table('recnb_catalogue', sa.Column('revision', sa.Integer, primary_key=True), sa.Column('entry', JSONB, nullable=False))
+
+MIGRATIONS.append((4, "the catalogue's log", _m4_catalogue))
+
+class SqlCatalogue:
+    "The catalogue's log as rows of `recnb_catalogue` in `db`."
+    kind = 'postgresql'
+    def __init__(self, db:Database): self.db = db
+    def __repr__(self): return f"SqlCatalogue({self.db.name!r})"
+
+    def cursor(self)->int|None:
+        "The last revision (None without one)."
+        with self.db.connect() as c: return c.execute(_sa().text('SELECT max(revision) FROM recnb_catalogue')).scalar()
+
+    def entries(self)->list[dict]:
+        with self.db.connect() as c: return [e for (e,) in c.execute(_sa().text('SELECT entry FROM recnb_catalogue ORDER BY revision'))]
+
+    def append(self, entry:dict)->dict:
+        sa = _sa(); from sqlalchemy.dialects.postgresql import JSONB
+        with self.db.connect() as c:
+            c.execute(sa.text('SELECT pg_advisory_xact_lock(:k)'), dict(k=_CATALOGUE_KEY))
+            e = dict(revision=c.execute(sa.text('SELECT coalesce(max(revision), 0) + 1 FROM recnb_catalogue')).scalar(), **entry)
+            c.execute(sa.text('INSERT INTO recnb_catalogue (revision, entry) VALUES (:r, :e)').bindparams(sa.bindparam('e', type_=JSONB)), dict(r=e['revision'], e=e))
+        return e
+
 # %% ../nbs/00c_store.ipynb #44896ca7
 SCHEMA_HEAD = MIGRATIONS[-1][0]  # the schema this recnb needs: the last migration's number
 
 class Stores:
-    "What hosts share, from one place: `registry`, `jobs` and `events` (file or SQL backends); `db` is the `Database` or None."
-    def __init__(self, registry, jobs, events, db:Database|None=None, url:str|None=None):
-        self.registry, self.jobs, self.events, self.db = registry, jobs, events, db
+    "What hosts share, from one place: `registry`, `jobs`, `events` and `catalogue` (file or SQL backends); `db` is the `Database` or None."
+    def __init__(self, registry, jobs, events, catalogue, db:Database|None=None, url:str|None=None):
+        self.registry, self.jobs, self.events, self.catalogue, self.db = registry, jobs, events, catalogue, db
         self.url = url or f"file:{getattr(registry, 'root', '')}"
         self.kind = registry.kind
 
@@ -645,9 +714,10 @@ def open_stores(settings:Settings|None=None)->Stores:
     if (st := _opened.get(key)) is None:
         if url:
             db = _databases.get(url) or _databases.setdefault(url, Database(url))
-            st = Stores(SqlRegistry(db.check()), SqlJobs(db), SqlEvents(db), db, db.name)
+            st = Stores(SqlRegistry(db.check()), SqlJobs(db), SqlEvents(db), SqlCatalogue(db), db, db.name)
         else:
-            st = Stores(FileRegistry(Path(s.home)/'registry'), FileJobs(Path(s.home)/'jobs'), FileEvents(Path(s.home)/'data'/'interactions.csv'))
+            st = Stores(FileRegistry(Path(s.home)/'registry'), FileJobs(Path(s.home)/'jobs'), FileEvents(Path(s.home)/'data'/'interactions.csv'),
+                        FileCatalogue(Path(s.home)/'data'/'catalogue.jsonl'))
             if shared_fs_risk(t := fs_type(s.home)):
                 log.warning("RECNB_HOME %s is on a %s file system: the file stores' locks and appends are not safe there when several hosts "
                             "write (NFS can lose locks and corrupt appends; attributes are cached for seconds). Use PostgreSQL for what hosts "
@@ -671,8 +741,12 @@ def import_home(home, # A RECNB_HOME of the file backend
             st['models'].update(deepcopy(state['models'])); pending.extend(strip(audit)); registry = 'copied'
         elif st['models'] == state['models'] and strip(had) == strip(audit): registry = 'already imported'
         else: raise Conflict(f"the registry in {db.name} holds other models or changes than {home/'registry'}: nothing was imported")
+    src_cat, dst_cat = FileCatalogue(home/'data'/'catalogue.jsonl').entries(), SqlCatalogue(db)
+    have = dst_cat.entries()
+    if have and have != src_cat[:len(have)]: raise Conflict(f"the catalogue's log in {db.name} differs from {home/'data'/'catalogue.jsonl'}: nothing more was imported")
+    for e in src_cat[len(have):]: dst_cat.append({k: v for k, v in e.items() if k != 'revision'})
     jobs = FileJobs(home/'jobs').list(10**9)
     for j in jobs: SqlJobs(db).save(j)
     ev, _ = FileEvents(home/'data'/'interactions.csv').read_since(0)
     r = SqlEvents(db).append(ev, [f"import:{i}" for i in range(len(ev))]) if len(ev) else dict(rows=0, duplicates=0)
-    return dict(registry=registry, models=len(state['models']), audit_entries=len(audit), jobs=len(jobs), events=r['rows'], events_there_already=r['duplicates'])
+    return dict(registry=registry, models=len(state['models']), audit_entries=len(audit), catalogue_revisions=len(src_cat)-len(have), jobs=len(jobs), events=r['rows'], events_there_already=r['duplicates'])

@@ -222,6 +222,7 @@ def test_db_import_copies_a_file_home_and_runs_twice_safely(store_url, tmp_path)
     reg = Registry(home/'registry'); _model(reg, 0.4, 0.5); reg.promote('m', '1.0.1', actor='alice', reason='r')
     js = jobs_at(str(home/'jobs')); js.update(js.new(reason='nightly'), state='running')
     events_at(str(home/'data'/'interactions.csv')).append(*_batch_frame(3, 7))
+    catalogue_at(str(home/'data'/'catalogue.jsonl')).append(dict(op='withdraw', item_ids=[5], actor='t'))
     env = env_for(home, RECNB_STORE_URL=store_url)
     for i in range(2):
         out = recnb('db', 'import', env=env).stdout
@@ -229,8 +230,28 @@ def test_db_import_copies_a_file_home_and_runs_twice_safely(store_url, tmp_path)
     sql = registry_at(store_url)
     assert sql.load()['models'] == reg.load()['models'] and sql.audit() == reg.audit()
     assert [j['id'] for j in jobs_at(store_url).list()] == [j['id'] for j in js.list()]
-    assert events_at(store_url).count() == 7
+    assert events_at(store_url).count() == 7 and catalogue_at(store_url).entries() == catalogue_at(str(home/'data'/'catalogue.jsonl')).entries()
     assert '1.0.1' in recnb('models', 'list', env=env).stdout  # the CLI reads the database now
     reg.register('m', params={'rank': 8}, embedding_model='e')  # the file home moves on
     r = recnb('db', 'import', env=env, check=False)
     assert r.returncode == 2 and 'nothing was imported' in r.stderr, r.stderr
+
+def catalogue_at(where:str):
+    from recnb.store import FileCatalogue, SqlCatalogue
+    return SqlCatalogue(Database(where)) if '://' in where else FileCatalogue(where)
+
+def test_catalogue_log_contract(registry_place):
+    log = catalogue_at(registry_place if '://' in registry_place else registry_place + '/catalogue.jsonl')
+    assert (log.cursor(), log.entries()) == (None, [])
+    a = log.append(dict(op='withdraw', item_ids=[1], actor='t'))
+    k = log.cursor()
+    b = log.append(dict(op='restore', item_ids=[1], actor='t'))
+    assert (a['revision'], b['revision'], log.cursor() != k) == (1, 2, True)
+    assert log.entries() == [a, b]
+
+def test_catalogue_revisions_from_racing_hosts_are_numbered_once(registry_place):
+    from concurrent.futures import ThreadPoolExecutor
+    where = registry_place if '://' in registry_place else registry_place + '/catalogue.jsonl'
+    with ThreadPoolExecutor(4) as ex:
+        revs = list(ex.map(lambda i: catalogue_at(where).append(dict(op='withdraw', item_ids=[i]))['revision'], range(40)))
+    assert sorted(revs) == list(range(1, 41)) and [e['revision'] for e in catalogue_at(where).entries()] == list(range(1, 41))
