@@ -85,7 +85,7 @@ def postgres():
     sys.path.insert(0, str(ROOT/'tools'))
     from postgres import PostgresServer
     from recnb.store import Database
-    s = PostgresServer(fsync=False).start()  # fsync off: the tests kill clients and stop the server cleanly, never the machine
+    s = PostgresServer(fsync=False).start().watch()  # fsync off: the tests kill clients and stop the server cleanly, never the machine; watched: a killed pytest leaves no server
     db = Database(s.create_db('recnb_template')); db.upgrade(); db.close()
     yield s
     s.stop(remove=True)

@@ -50,6 +50,21 @@ class PostgresServer:
         (self.root/'port').write_text(str(self.port))
         return self
 
+    def watch(self, pid:int|None=None)->'PostgresServer':
+        "Stop the server (and remove a temp dir of our own) when process `pid` (default: this one) ends, even by SIGKILL."
+        code = ("import os, shutil, subprocess, sys, time\n"
+                "pid, cmd, root, made = int(sys.argv[1]), sys.argv[2:-2], sys.argv[-2], sys.argv[-1] == '1'\n"
+                "while True:\n"
+                "    try: os.kill(pid, 0); time.sleep(1)\n"
+                "    except ProcessLookupError: break\n"
+                "subprocess.run(cmd, capture_output=True)\n"
+                "if made: shutil.rmtree(root, ignore_errors=True)\n")
+        stop = ['runuser', '-u', 'postgres', '--'] if self.as_root else []
+        stop += [pg_bin('pg_ctl'), '-D', str(self.data), '-m', 'immediate', '-w', 'stop']
+        subprocess.Popen([sys.executable, '-c', code, str(pid or os.getpid()), *stop, str(self.root), '1' if self.made else '0'],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        return self
+
     def stop(self, mode:str='fast', remove:bool=False):
         self._run(pg_bin('pg_ctl'), '-D', str(self.data), '-m', mode, '-w', 'stop', check=False)
         if remove and self.made: shutil.rmtree(self.root, ignore_errors=True)
