@@ -1,4 +1,4 @@
-"""What recnb keeps that several hosts must share (the registry and its audit log first), behind one interface with two backends: files under `RECNB_HOME` (the default) and PostgreSQL.
+"""What recnb keeps that several hosts must share (the registry and its audit log, retraining jobs, feedback events, the catalogue's log), behind one interface with two backends: files under `RECNB_HOME` (the default) and PostgreSQL.
 
 Docs: https://recnb.github.io/recnb/store.html.md"""
 
