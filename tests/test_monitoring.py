@@ -14,7 +14,7 @@ class Hook(http.server.BaseHTTPRequestHandler):
 @pytest.fixture(scope='module')
 def mon(home, tmp_path_factory):
     h = tmp_path_factory.mktemp('mon-home')
-    shutil.copytree(home/'registry', h/'registry')  # its versions point at the session's saved models
+    for d in ('registry', 'models'): shutil.copytree(home/d, h/d)  # the session's saved models, without their vector index
     hook = http.server.HTTPServer(('127.0.0.1', 0), Hook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
     rules = [dict(name='slow', metric='latency_ms', window='1m', stat='p95', condition='>', threshold=300., cooldown=300.)]
@@ -69,7 +69,7 @@ def test_latency_spike_raises_anomaly_and_one_alert(mon):
 
 def test_vector_store_unavailable(home, tmp_path):
     h = tmp_path/'home'
-    shutil.copytree(home/'registry', h/'registry')
+    for d in ('registry', 'models'): shutil.copytree(home/d, h/d)
     s = Server(env_for(h, RECNB_QDRANT_URL=f"http://127.0.0.1:{free_port()}"), h/'server.log', ready='/livez')
     try:
         assert httpx.get(s.url + '/livez').status_code == 200

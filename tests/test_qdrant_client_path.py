@@ -8,7 +8,7 @@ from recnb.vectorstore import ClientStore, EdgeStore, open_store
 
 def test_client_store_matches_edge(home, tmp_path):
     h = tmp_path/'home'
-    shutil.copytree(home/'registry', h/'registry')  # versions point at the session's saved models
+    for d in ('registry', 'models'): shutil.copytree(home/d, h/d)  # the session's saved models, without their vector index
     edge = Settings(home=h)
     local = Settings(home=h, embedded_backend='local')
     es, cs = open_store(edge), open_store(local)
