@@ -148,6 +148,11 @@ def _sa():
     import sqlalchemy as sa  # imported when a database is used: the file backend does without
     return sa
 
+def _sql(query:str, *json:str):
+    "The SQL text `query`, its parameters named in `json` bound as JSONB (dicts in, dicts out)."
+    sa = _sa(); from sqlalchemy.dialects.postgresql import JSONB
+    return sa.text(query).bindparams(*[sa.bindparam(n, type_=JSONB) for n in json])
+
 def safe_url(url:str)->str:
     "`url` with its password hidden, for messages and logs."
     try: return _sa().engine.make_url(url).render_as_string(hide_password=True)
@@ -193,8 +198,11 @@ class Database:
                 if isolation: c = c.execution_options(isolation_level=isolation)
                 if not begin: yield c; return
                 with c.begin(): yield c
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
-            raise StoreUnavailable(f"the store {self.name} cannot be reached: {str(getattr(e, 'orig', e)).strip().splitlines()[0]}") from e
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as e: raise self.unreachable(e) from e
+
+    def unreachable(self, e:Exception)->StoreUnavailable:
+        "The error for a connection to this store that failed with `e`."
+        return StoreUnavailable(f"the store {self.name} cannot be reached: {str(getattr(e, 'orig', e)).strip().splitlines()[0]}")
 
     def schema(self)->int:
         "The number of the last migration applied (0 for a database recnb has not set up)."
@@ -210,30 +218,34 @@ class Database:
         if n > SCHEMA_HEAD: raise StoreUnavailable(f"the store {self.name} has schema {n}, newer than this recnb ({SCHEMA_HEAD}): upgrade recnb")
         return self
 
-    def upgrade(self)->list[tuple[int, str]]:
-        "Apply the migrations not applied yet, in order; the (number, description) of each one applied."
-        from alembic.migration import MigrationContext
-        from alembic.operations import Operations
-        t, done = _sa().text, []
-        with self.connect() as c:
-            c.execute(t('SELECT pg_advisory_xact_lock(:k)'), dict(k=_MIGRATE_KEY))
-            c.execute(t('CREATE TABLE IF NOT EXISTS recnb_schema (version integer PRIMARY KEY, description text NOT NULL, '
-                        'applied_at timestamptz NOT NULL DEFAULT now())'))
-            cur = c.execute(t('SELECT coalesce(max(version), 0) FROM recnb_schema')).scalar()
-            if cur > SCHEMA_HEAD: raise StoreUnavailable(f"the store {self.name} has schema {cur}, newer than this recnb ({SCHEMA_HEAD}): upgrade recnb")
-            op = Operations(MigrationContext.configure(c))
-            for n, what, fn in MIGRATIONS[cur:]:
-                fn(op); c.execute(t('INSERT INTO recnb_schema (version, description) VALUES (:n, :d)'), dict(n=n, d=what))
-                done.append((n, what)); log.info("store %s: applied migration %d (%s)", self.name, n, what)
-        return done
+# %% ../nbs/00c_store.ipynb #04d85c57
+@patch
+def upgrade(self:Database)->list[tuple[int, str]]:
+    "Apply the migrations not applied yet, in order; the (number, description) of each one applied."
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+    t, done = _sa().text, []
+    with self.connect() as c:
+        c.execute(t('SELECT pg_advisory_xact_lock(:k)'), dict(k=_MIGRATE_KEY))
+        c.execute(t('CREATE TABLE IF NOT EXISTS recnb_schema (version integer PRIMARY KEY, description text NOT NULL, '
+                    'applied_at timestamptz NOT NULL DEFAULT now())'))
+        cur = c.execute(t('SELECT coalesce(max(version), 0) FROM recnb_schema')).scalar()
+        if cur > SCHEMA_HEAD: raise StoreUnavailable(f"the store {self.name} has schema {cur}, newer than this recnb ({SCHEMA_HEAD}): upgrade recnb")
+        op = Operations(MigrationContext.configure(c))
+        for n, what, fn in MIGRATIONS[cur:]:
+            fn(op); c.execute(t('INSERT INTO recnb_schema (version, description) VALUES (:n, :d)'), dict(n=n, d=what))
+            done.append((n, what)); log.info("store %s: applied migration %d (%s)", self.name, n, what)
+    return done
 
-    def history(self)->list[dict]:
-        "The migrations applied, oldest first."
-        if not self.schema(): return []
-        with self.connect() as c:
-            return [dict(r._mapping) for r in c.execute(_sa().text('SELECT version, description, applied_at FROM recnb_schema ORDER BY version'))]
+@patch
+def history(self:Database)->list[dict]:
+    "The migrations applied, oldest first."
+    if not self.schema(): return []
+    with self.connect() as c:
+        return [dict(r._mapping) for r in c.execute(_sa().text('SELECT version, description, applied_at FROM recnb_schema ORDER BY version'))]
 
-    def close(self): self.engine.dispose()
+@patch
+def close(self:Database): self.engine.dispose()
 
 # %% ../nbs/00c_store.ipynb #6cf13fa1
 class SqlRegistry:
@@ -284,8 +296,7 @@ def _changed(before:dict, after:dict):
 @contextmanager
 def transaction(self:SqlRegistry):
     "One database transaction: lock the registry row, read, let the caller change the state and queue audit entries; write both."
-    sa = _sa(); t = sa.text
-    from sqlalchemy.dialects.postgresql import JSONB
+    t = _sa().text
     with self.db.connect() as c:
         rev, seq = c.execute(t('SELECT revision, audit_seq FROM recnb_registry WHERE id = 1 FOR UPDATE')).one()
         state = self._state(c, rev, seq)
@@ -297,15 +308,13 @@ def transaction(self:SqlRegistry):
             c.execute(t('INSERT INTO recnb_models (name, created_at, production) VALUES (:name, :created_at, :production) '
                         'ON CONFLICT (name) DO UPDATE SET created_at = excluded.created_at, production = excluded.production'),
                       dict(name=m['name'], created_at=m['created_at'], production=m['production']))
-        ins = sa.text('INSERT INTO recnb_versions (model, version, stage, doc) VALUES (:model, :version, :stage, :doc) '
-                      'ON CONFLICT (model, version) DO UPDATE SET stage = excluded.stage, doc = excluded.doc').bindparams(
-                      sa.bindparam('doc', type_=JSONB))
+        ins = _sql('INSERT INTO recnb_versions (model, version, stage, doc) VALUES (:model, :version, :stage, :doc) '
+                   'ON CONFLICT (model, version) DO UPDATE SET stage = excluded.stage, doc = excluded.doc', 'doc')
         owner = {id(v): n for n, m in state['models'].items() for v in m['versions'].values()}
         if versions: c.execute(ins, [dict(model=owner[id(v)], version=v['version'], stage=v['stage'], doc=v) for v in versions])
         entries = [dict(e, seq=seq+i+1) for i,e in enumerate(pending)]
         if entries:
-            c.execute(sa.text('INSERT INTO recnb_audit (seq, model, version, time, entry) VALUES (:seq, :model, :version, :time, :entry)').bindparams(
-                      sa.bindparam('entry', type_=JSONB)),
+            c.execute(_sql('INSERT INTO recnb_audit (seq, model, version, time, entry) VALUES (:seq, :model, :version, :time, :entry)', 'entry'),
                       [dict(seq=e['seq'], model=e.get('model'), version=e.get('version'), time=e.get('time'), entry=e) for e in entries])
         c.execute(t('UPDATE recnb_registry SET revision = revision + 1, audit_seq = :s WHERE id = 1'), dict(s=seq+len(entries)))
         state['revision'], state['audit_seq'] = rev+1, seq+len(entries)
@@ -404,9 +413,9 @@ class RowLock:
     def acquire(self):
         from filelock import Timeout
         if self._c is not None: raise RuntimeError(f"lock {self.name} is already held by this object")
-        t = _sa().text
-        with self.db.connect(begin=False) as probe: pass  # StoreUnavailable here when the server is down
-        c = self.db.engine.connect()
+        sa = _sa(); t = sa.text
+        try: c = self.db.engine.connect()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as e: raise self.db.unreachable(e) from e
         try:
             c.begin()
             got = c.execute(t('SELECT name FROM recnb_locks WHERE name = :n FOR UPDATE SKIP LOCKED'), dict(n=self.name)).first()
@@ -425,6 +434,7 @@ class RowLock:
     def __enter__(self): return self.acquire()
     def __exit__(self, *exc): self.release()
 
+# %% ../nbs/00c_store.ipynb #d56583d1
 class SqlJobs:
     "Retraining jobs as rows of `recnb_jobs` in `db`, and the retraining lock (a `RowLock`)."
     kind = 'postgresql'
@@ -437,9 +447,7 @@ class SqlJobs:
 
     def save(self, job:dict)->dict:
         "Insert or replace `job`."
-        sa = _sa(); from sqlalchemy.dialects.postgresql import JSONB
-        q = sa.text('INSERT INTO recnb_jobs (id, state, doc) VALUES (:id, :state, :doc) ON CONFLICT (id) DO UPDATE SET state = excluded.state, doc = excluded.doc'
-                   ).bindparams(sa.bindparam('doc', type_=JSONB))
+        q = _sql('INSERT INTO recnb_jobs (id, state, doc) VALUES (:id, :state, :doc) ON CONFLICT (id) DO UPDATE SET state = excluded.state, doc = excluded.doc', 'doc')
         with self.db.connect() as c: c.execute(q, dict(id=job['id'], state=job['state'], doc=json.loads(json.dumps(job, default=str))))
         return job
 
@@ -454,7 +462,6 @@ EVENT_COLUMNS = ['user_id', 'item_id', 'rating', 'timestamp']
 
 def _batch(events, event_ids)->tuple:
     "The events (EVENT_COLUMNS) and their ids as a list (None: no id), with repeats of an id within the batch dropped after the first."
-    import pandas as pd
     ev = events[EVENT_COLUMNS].reset_index(drop=True)
     ids = [None]*len(ev) if event_ids is None else [None if i is None or (isinstance(i, float) and i != i) else str(i) for i in event_ids]
     if len(ids) != len(ev): raise ValueError(f"{len(ids)} event ids for {len(ev)} events")
@@ -470,7 +477,7 @@ def _last_json_line(path:Path)->dict|None:
     "The last complete, parseable JSON line of `path` (None without one): a line torn by a crash is passed over."
     with open(path, 'rb') as f:
         size = f.seek(0, 2); f.seek(max(0, size-65536)); tail = f.read()
-    for l in reversed(tail.split(b'\n')[:-1] if not tail.endswith(b'\n') else tail.split(b'\n')):
+    for l in reversed(tail[:tail.rfind(b'\n')+1].splitlines()):  # whole lines only
         if not l.strip(): continue
         try: return json.loads(l)
         except ValueError: continue
@@ -685,11 +692,11 @@ class SqlCatalogue:
         with self.db.connect() as c: return [e for (e,) in c.execute(_sa().text('SELECT entry FROM recnb_catalogue ORDER BY revision'))]
 
     def append(self, entry:dict)->dict:
-        sa = _sa(); from sqlalchemy.dialects.postgresql import JSONB
+        t = _sa().text
         with self.db.connect() as c:
-            c.execute(sa.text('SELECT pg_advisory_xact_lock(:k)'), dict(k=_CATALOGUE_KEY))
-            e = dict(revision=c.execute(sa.text('SELECT coalesce(max(revision), 0) + 1 FROM recnb_catalogue')).scalar(), **entry)
-            c.execute(sa.text('INSERT INTO recnb_catalogue (revision, entry) VALUES (:r, :e)').bindparams(sa.bindparam('e', type_=JSONB)), dict(r=e['revision'], e=e))
+            c.execute(t('SELECT pg_advisory_xact_lock(:k)'), dict(k=_CATALOGUE_KEY))
+            e = dict(revision=c.execute(t('SELECT coalesce(max(revision), 0) + 1 FROM recnb_catalogue')).scalar(), **entry)
+            c.execute(_sql('INSERT INTO recnb_catalogue (revision, entry) VALUES (:r, :e)', 'e'), dict(r=e['revision'], e=e))
         return e
 
 # %% ../nbs/00c_store.ipynb #44896ca7
