@@ -176,7 +176,8 @@ def _load_production(app)->HybridRecommender|None:
 async def refresh(app:FastAPI)->bool:
     "Swap in the registry's production model if it changed; whether it did."
     async with app.state.swap_lock:
-        new = await run_in_threadpool(_load_production, app)
+        try: new = await run_in_threadpool(_load_production, app)
+        except uc.Superseded as e: log.info("not swapped: %s", e); return False  # a later change won; its poll swaps
         if new is None: return False
         old, app.state.model = app.state.model, new
         log.info("now serving %s %s (was %s)", new.name, new.version, old and old.version)

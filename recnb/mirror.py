@@ -7,7 +7,8 @@ Docs: https://recnb.github.io/recnb/mirror.html.md"""
 # %% ../nbs/05c_mirror.ipynb #9c06878a
 from __future__ import annotations
 import importlib.metadata as md
-import os, re, shutil, tempfile, time
+import logging, os, re, shutil, tempfile, time
+import yaml
 from contextlib import contextmanager
 from fastcore.basics import patch
 from pathlib import Path
@@ -19,11 +20,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 from .config import Settings, get_settings
-from .registry import Registry, version_dir
+from .errors import Unavailable
+from .registry import NotFound, Registry, version_dir
+
+log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['tracking_uri', 'RecnbPyfunc', 'pyfunc_signature', 'pyfunc_example', 'pyfunc_requirements', 'save_pyfunc',
-           'MlflowMirror', 'sync_quietly', 'log_run_quietly']
+__all__ = ['log', 'tracking_uri', 'RecnbPyfunc', 'pyfunc_signature', 'pyfunc_example', 'pyfunc_requirements', 'save_pyfunc',
+           'MlflowMirror', 'sync_quietly', 'log_run_quietly', 'version_files']
 
 # %% ../nbs/05c_mirror.ipynb #57b31948
 def tracking_uri(settings:Settings|None=None)->str:
@@ -237,3 +241,35 @@ def log_run_quietly(settings:Settings, name:str, run_name:str, tags:dict,
             for p in artifacts: c.log_artifact(rid, str(p), artifact_path=artifact_path)
         return 'logged'
     except Exception as e: return f"not logged: {type(e).__name__}: {e}"
+
+# %% ../nbs/05c_mirror.ipynb #f2fd3df2
+@patch
+def fetch(self:MlflowMirror, name:str, entry:dict, dest)->Path:
+    "Download version `entry` of `name`'s recnb model files from the mirror's artifact store into directory `dest`; `dest`."
+    dest, ml = Path(dest), entry.get('mlflow') or {}
+    if not ml.get('mirrored'):
+        raise NotFound(f"{name} {entry['version']}'s files are not on this host and not in MLflow ({ml.get('error') or 'not mirrored yet'}): "
+                       f"run `recnb models sync` where they are")
+    if err := _reachable(self.uri): raise Unavailable(f"{name} {entry['version']}'s files are not on this host, and {err}")
+    src = self.client().get_model_version_download_uri(name, ml['version'])
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.fetch-") as d:
+        conf = yaml.safe_load(Path(mlflow.artifacts.download_artifacts(f"{src}/MLmodel", dst_path=d, tracking_uri=self.uri)).read_text())
+        rel = conf['flavors']['python_function']['artifacts']['model']['path']
+        got = Path(mlflow.artifacts.download_artifacts(f"{src}/{rel}", dst_path=d, tracking_uri=self.uri))
+        if not (got/'model.json').exists(): raise NotFound(f"MLflow's copy of {name} {entry['version']} holds no recnb model (no model.json)")
+        try: os.rename(got, dest)
+        except OSError:
+            if not (dest/'model.json').exists(): raise  # else another process fetched it first: keep that copy
+    return dest
+
+# %% ../nbs/05c_mirror.ipynb #2221be48
+def version_files(settings:Settings, name:str, entry:dict)->Path:
+    "The directory of version `entry` of `name`'s files on this host: in its home, fetched there from the MLflow mirror first when missing."
+    d = version_dir(settings.home, entry)
+    if Path(entry['path']).is_absolute() and not (d/'model.json').exists():
+        d = settings.models_dir/name/entry['version']  # an older version's absolute path, not on this host: fetched into this home
+    if (d/'model.json').exists(): return d
+    if not settings.mlflow_mirror: raise NotFound(f"{name} {entry['version']}'s files are not on this host ({d}), and the MLflow mirror is switched off")
+    log.info("fetching %s %s's files from MLflow into %s", name, entry['version'], d)
+    return MlflowMirror.from_settings(settings).fetch(name, entry, d)

@@ -214,7 +214,8 @@ def promote(self:Registry, name:str, version:str, actor:str='recnb', reason:str=
 
 # %% ../nbs/05b_registry.ipynb #3832ddba
 def _move_alias(store, name, collection):
-    if hasattr(store, 'set_alias'): store.set_alias(alias_name(name), collection)
+    "Point `name`'s production alias at `collection`; not yet when this host's store lacks it (another host trained it: it is indexed here, and the alias moved by `reconcile`, when this host loads the version)."
+    if hasattr(store, 'set_alias') and store.has_collection(collection): store.set_alias(alias_name(name), collection)
 
 # %% ../nbs/05b_registry.ipynb #4708b211
 log = logging.getLogger('recnb.registry')

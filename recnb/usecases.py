@@ -18,7 +18,7 @@ from .errors import InvalidInput, NotFoundError, Unavailable
 from .drift import DriftReport, data_drift
 from .evaluation import evaluate_version
 from .logs import get_logger
-from .mirror import log_run_quietly, sync_quietly
+from .mirror import log_run_quietly, sync_quietly, version_files
 from .model import HybridRecommender, Params, Recommendations, params_of
 from .data import current_data
 from .pipeline import attached, embedding_cache, train as _train
@@ -35,10 +35,10 @@ from . import catalogue as cat
 # %% auto #0
 __all__ = ['log', 'VersionRecord', 'ModelSummary', 'ModelRecord', 'StageChange', 'JobRecord', 'Report', 'models', 'model',
            'version', 'production', 'history', 'sync', 'train', 'is_registered', 'promote', 'rollback',
-           'promote_if_none', 'production_model', 'recommend', 'evaluate', 'compare', 'ingest', 'data_summary', 'drift',
-           'interaction_drift', 'CatalogueChange', 'add_items', 'withdraw_items', 'restore_items', 'record_events',
-           'follow', 'check_retrain', 'cached_check_retrain', 'retrain', 'start_retrain', 'jobs', 'job',
-           'evaluate_report']
+           'promote_if_none', 'Superseded', 'production_model', 'recommend', 'evaluate', 'compare', 'ingest',
+           'data_summary', 'drift', 'interaction_drift', 'CatalogueChange', 'add_items', 'withdraw_items',
+           'restore_items', 'record_events', 'follow', 'check_retrain', 'cached_check_retrain', 'retrain',
+           'start_retrain', 'jobs', 'job', 'evaluate_report']
 
 # %% ../nbs/16_usecases.ipynb #c1eb70ec
 log = get_logger('retraining')  # the jobs' lines are the retraining logger's, as before
@@ -181,6 +181,9 @@ def promote_if_none(settings:Settings|None=None, actor:str='recnb')->VersionReco
     return promote(s, s.model_name, cands[-1]['version'], actor, 'first production model', registry=reg) if cands else None
 
 # %% ../nbs/16_usecases.ipynb #0851a31a
+class Superseded(Unavailable):
+    "The registry's production version changed again while a version was loading: the next poll loads the newer one."
+
 def production_model(settings:Settings|None, store, registry:Registry|None=None,
                      unless:str|None=None # The version already being served
                     )->HybridRecommender|None:
@@ -191,13 +194,13 @@ def production_model(settings:Settings|None, store, registry:Registry|None=None,
     except NotFound: return None
     reg.reconcile(s.model_name, store)
     if e is None or e['version'] == unless: return None
-    m = attached(s, HybridRecommender.load(version_dir(s.home, e)), store)  # indexes a missing collection first
+    m = attached(s, HybridRecommender.load(version_files(s, s.model_name, e)), store)  # fetched from MLflow when not on this host; indexes a missing collection first
     m.ids = id_maps(s)  # requests and answers speak the home's ids
     m.ids.items.refresh(); m.ids.users.refresh()  # a retrain may have started a map of strings
     reg.reconcile(s.model_name, store)  # again: the collection may have just been indexed
     served = store.get_alias(alias_name(s.model_name)) if hasattr(store, 'get_alias') else None
     if served is not None and served != m.collection:  # promoted again meanwhile: the next poll loads that one
-        raise Unavailable(f"the production alias names {served}, not {m.collection} of {e['version']}: the registry changed while loading")
+        raise Superseded(f"the production alias names {served}, not {m.collection} of {e['version']}: the registry changed while loading")
     m.attach(store, served or m.collection)
     cat.follow(s, m)  # the catalogue's changes and the interactions since training
     return m
@@ -237,7 +240,7 @@ def compare(settings:Settings|None, candidate:str, # The candidate version
     reg = Registry.from_settings(s)
     cand, other = reg.get(s.model_name, candidate), _resolve(reg, s.model_name, against)
     items, inter = data or current_data(s)
-    if other: other = dict(other, path=str(version_dir(s.home, other)))  # its files, in this host's home
+    if other: other = dict(other, path=str(version_files(s, s.model_name, other)))  # its files, in this host's home (fetched if missing)
     c = compare_with_production(items, inter, params_of(cand), other, embedding_cache(s),
                                 s.retrain_holdout if holdout is None else holdout, k, s.retrain_margin if margin is None else margin,
                                 s.retrain_significance if significance is None else significance, s.retrain_alpha if alpha is None else alpha)
@@ -299,7 +302,7 @@ class CatalogueChange(BaseModel):
 def _share(s:Settings, store, e:dict, restored=())->int:
     "On a store other processes read, write the production version's live items and withdrawn flags into its collection; points written."
     if not getattr(store, 'shared', False): return 0
-    m = HybridRecommender.load(version_dir(s.home, e)).attach(store, e['collection'])
+    m = HybridRecommender.load(version_files(s, s.model_name, e)).attach(store, e['collection'])
     L, r = cat.live_items(m, live_catalogue(s), embedding_cache(s)), m.item_out.shape[1]
     if len(L): store.upsert(m.collection, L.ids, dict(text=L.text, cf=L.hybrid[:, :r], hybrid=L.hybrid),
                             [dict(p, withdrawn=i in L.withdrawn) for i, p in zip(L.ids.tolist(), L.payloads)])

@@ -61,6 +61,18 @@ class Server:
         try: self.proc.wait(20)
         except subprocess.TimeoutExpired: self.proc.kill()
 
+def start_mlflow(tmp:Path, port:int)->subprocess.Popen:
+    "`mlflow server` on 127.0.0.1:`port`, its SQLite store and the artifacts it serves under `tmp`."
+    tmp.mkdir(parents=True, exist_ok=True)
+    p = subprocess.Popen([str(BIN/'mlflow'), 'server', '--host', '127.0.0.1', '--port', str(port),
+                          '--backend-store-uri', f"sqlite:///{tmp}/mlflow.db", '--artifacts-destination', str(tmp/'artifacts'),
+                          '--workers', '1'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(240):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200: return p
+        except httpx.HTTPError: time.sleep(0.5)
+    p.kill(); raise AssertionError('mlflow server did not start')
+
 @pytest.fixture(scope='session')
 def server(home):
     s = Server(env_for(home, RECNB_API_KEY=API_KEY, RECNB_REGISTRY_POLL_SECONDS=0.2), home/'server.log')

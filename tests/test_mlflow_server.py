@@ -3,22 +3,12 @@ import subprocess, sys, time
 from pathlib import Path
 import httpx, mlflow, pandas as pd, pytest
 from mlflow import MlflowClient
-from conftest import BIN, env_for, free_port, recnb
+from conftest import BIN, env_for, free_port, recnb, start_mlflow
 from recnb.config import Settings
 from recnb.model import HybridRecommender
 from recnb.registry import Registry, version_dir
 from recnb.synthetic import synthetic_dataset, write_synthetic
 from recnb.vectorstore import EdgeStore
-
-def start_mlflow(tmp, port):
-    p = subprocess.Popen([str(BIN/'mlflow'), 'server', '--host', '127.0.0.1', '--port', str(port),
-                          '--backend-store-uri', f"sqlite:///{tmp}/mlflow.db", '--artifacts-destination', str(tmp/'artifacts'),
-                          '--workers', '1'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(240):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200: return p
-        except httpx.HTTPError: time.sleep(0.5)
-    p.kill(); raise AssertionError('mlflow server did not start')
 
 def test_mirror_to_a_tracking_server(tmp_path):
     h = tmp_path/'home'
