@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install lock serve test sync-check nbtest pytest lab bench bench-scale docs browser postgres clean
+.PHONY: install lock serve test test-heavy test-all sync-check nbtest pytest lab bench bench-scale docs browser postgres clean
 
 install: $(STAMP)
 
@@ -55,7 +55,14 @@ nbtest: install
 	$(BIN)/nbdev-test --n-workers 2
 
 pytest: install
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q -m "not heavy"
+
+# The tests marked heavy (tests/test_wheel.py, test_lab.py, test_spark.py: the wheel in venvs of its own,
+# JupyterLab in a browser, Spark): about 6 minutes more, so `make test` stays under 25 minutes.
+test-heavy: install browser postgres
+	$(BIN)/python -m pytest tests -q -m heavy
+
+test-all: test test-heavy
 
 # JupyterLab on nbs/, with the project's .venv as the kernel "recnb (.venv)" (installed into the venv, not
 # your home). Headless: it opens no browser and prints the URL with its token. --allow-root only for root.

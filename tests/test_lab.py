@@ -6,6 +6,8 @@ import httpx, pytest
 from conftest import free_port
 from test_docs import OUT, ROOT, chrome
 
+pytestmark = pytest.mark.heavy  # JupyterLab and a browser: `make test-heavy`, not `make test`
+
 NOTEBOOK = '05_model.ipynb'
 
 @pytest.fixture(scope='module')

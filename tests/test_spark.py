@@ -6,6 +6,9 @@ from recnb.evaluation import evaluate_model
 from recnb.metrics import hit_matrix, ndcg_at_k, top_k
 from recnb.model import HybridRecommender
 from conftest import Server, env_for, recnb
+import pytest
+
+pytestmark = pytest.mark.heavy  # a Spark session on local[2]: `make test-heavy`, not `make test`
 
 def popularity_ndcg(m, train, test, k=10):
     "nDCG@k of ranking every unseen item by its training count, on the users `evaluate_model` scores."

@@ -7,6 +7,8 @@ from mlflow import MlflowClient
 from conftest import BIN, Server
 from recnb.data import bundled_data_dir
 
+pytestmark = pytest.mark.heavy  # packaging: builds the wheel, installs it in venvs of its own: `make test-heavy`, not `make test`
+
 ROOT = Path(__file__).resolve().parent.parent
 N_USERS = 150  # the bundled MovieLens data, cut to its first users: every step runs, quickly
 
