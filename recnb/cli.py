@@ -122,7 +122,7 @@ def _add_retraining(sub):
     db = sub.add_parser('db', help="the PostgreSQL store's schema (RECNB_STORE_URL)").add_subparsers(dest='action', required=True, parser_class=_Parser)
     db.add_parser('upgrade', help='apply the migrations this recnb has and the database lacks (safe to run again)')
     db.add_parser('status', help='the schema of the database and the migrations applied')
-    x = db.add_parser('import', help="copy a file home's registry, jobs and events into the database (safe to run again)")
+    x = db.add_parser('import', help="copy a file home's registry, catalogue log, jobs, id maps and events into the database (safe to run again)")
     x.add_argument('--home', type=Path, help='the file home to copy (default: RECNB_HOME)')
 
 # %% ../nbs/30_cli.ipynb #d868f07c
@@ -427,7 +427,7 @@ def cmd_db(a):
             if not (Path(home)/'registry').exists(): raise UsageError(f"{home} is not a recnb home: it has no registry/ to import")
             r = import_home(home, db)
             print(f"registry {r['registry']} ({r['models']} models, {r['audit_entries']} audit entries), {r['jobs']} jobs, "
-                  f"{r['events']} events copied ({r['events_there_already']} there already) from {home} into {db.name}")
+                  f"{r['item_ids']} item and {r['user_ids']} user ids, {r['events']} events copied ({r['events_there_already']} there already) from {home} into {db.name}")
         else:
             for h in db.history(): print(f"{h['version']:>3}  {h['applied_at']:%Y-%m-%d %H:%M:%S%z}  {h['description']}")
             n = db.schema()

@@ -15,7 +15,7 @@ from .config import Settings, append_durably
 from .errors import InvalidInput
 
 # %% auto #0
-__all__ = ['integer_ids', 'show_id', 'IdMap', 'IdMaps', 'ids_dir', 'id_maps']
+__all__ = ['integer_ids', 'show_id', 'FileIdLog', 'IdMap', 'IdMaps', 'ids_dir', 'id_maps']
 
 # %% ../nbs/00b_ids.ipynb #79473f9f
 _int_re = re.compile(r'0|[1-9][0-9]{0,17}')
@@ -44,10 +44,33 @@ def show_id(v)->str:
     return repr(v) if isinstance(v, str) else str(int(v)) if isinstance(v, (int, np.integer)) else str(v)
 
 # %% ../nbs/00b_ids.ipynb #ff5126e7
+class FileIdLog:
+    "A map's keys as the lines of the file at `path` (JSON strings), appended under a file lock; positions are byte offsets."
+    def __init__(self, path):
+        self.path = Path(path)
+        self.lock = FileLock(str(self.path) + '.lock', timeout=60)  # held by writers across their read and append
+    def __repr__(self): return f"FileIdLog({str(self.path)!r})"
+
+    def read(self, offset:int)->tuple[list, int]|None:
+        "The keys after position `offset` (whole lines only) and the position after them; None while the map has not started."
+        try:
+            with open(self.path, 'rb') as f: f.seek(offset); data = f.read()
+        except FileNotFoundError: return None
+        data = data[:data.rfind(b'\n')+1]
+        return [json.loads(l) for l in data.splitlines()], offset + len(data)
+
+    def append(self, keys:list, start:bool=False):
+        "Append `keys`, none of them in the log yet (the caller holds `lock`); `start`: only to start the map, nothing if it has started."
+        if start:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists(): return
+        append_durably(self.path, ''.join(json.dumps(x) + '\n' for x in keys).encode())
+
 class IdMap:
-    "External ids of one kind (`what`: 'item' or 'user') and their internal int64 ids; the identity on integers until the file at `path` exists."
-    def __init__(self, path:Path|None, what:str='item'):
+    "External ids of one kind (`what`: 'item' or 'user') and their internal int64 ids; the identity on integers until the map's log (the file at `path`, or `log`) has started."
+    def __init__(self, path:Path|None, what:str='item', log=None):
         self.path, self.what = (None if path is None else Path(path)), what
+        self.log = log or (None if self.path is None else FileIdLog(self.path))
         self._keys, self._index, self._offset, self._pd, self._file = [], {}, 0, None, False
         self._lock = threading.Lock()
         self.refresh()
@@ -56,7 +79,7 @@ class IdMap:
 
     @property
     def strings(self)->bool:
-        "Are this home's ids of this kind strings (its map file existed at the last `refresh`)?"
+        "Are this home's ids of this kind strings (its map had started at the last `refresh`)?"
         return self._file
 
     def __len__(self): return len(self._keys)
@@ -64,19 +87,15 @@ class IdMap:
 # %% ../nbs/00b_ids.ipynb #6f40078f
 @patch
 def refresh(self:IdMap)->int:
-    "Read what was appended to the map's file since the last call; how many ids it now holds."
-    if self.path is None: return 0
+    "Read what was appended to the map's log since the last call; how many ids it now holds."
+    if self.log is None: return 0
     with self._lock:
-        try:
-            with open(self.path, 'rb') as f: f.seek(self._offset); data = f.read()
-        except FileNotFoundError: return len(self._keys)
+        got = self.log.read(self._offset)
+        if got is None: return len(self._keys)
         self._file = True
-        data = data[:data.rfind(b'\n')+1]
-        for line in data.splitlines():
-            k = json.loads(line)
-            self._keys.append(k); self._index[k] = len(self._keys) - 1
-        self._offset += len(data)
-        if data: self._pd = None
+        keys, self._offset = got
+        for k in keys: self._keys.append(k); self._index[k] = len(self._keys) - 1
+        if keys: self._pd = None
         return len(self._keys)
 
 # %% ../nbs/00b_ids.ipynb #c44dfb0e
@@ -140,9 +159,9 @@ def refusal(self:IdMap, key)->str:
             f"use whole numbers, or train from a data directory whose {self.what} ids are strings")
 
 @patch
-def _append(self:IdMap, new:list):
-    "Append `new` keys (not in the map) to the file; hold its lock."
-    append_durably(self.path, ''.join(json.dumps(x) + '\n' for x in new).encode())
+def _append(self:IdMap, new:list, start:bool=False):
+    "Append `new` keys (not in the map) to the log (hold its lock), and read them back."
+    self.log.append(new, start)
     self.refresh()
 
 @patch
@@ -154,7 +173,7 @@ def assign(self:IdMap, keys # External ids, given by a user: new ones are added
     if len(bad := self.refused(k)): raise InvalidInput(self.refusal(k.iloc[bad[0]]))
     out = self.lookup(k)
     if not self.strings or (out >= 0).all(): return out
-    with FileLock(str(self.path) + '.lock', timeout=60):
+    with self.log.lock:
         self.refresh()
         out = self._find(k)
         if (out < 0).any(): self._append(pd.unique(k[out < 0].astype(str)).tolist())
@@ -166,11 +185,8 @@ def adopt(self:IdMap, keys:pd.Series # The data directory's ids of this kind
          )->np.ndarray:
     "The internal ids of the data directory's `keys`, starting a map of strings when they are not all integers."
     k = _keys(keys)
-    if self.strings or self.path is None or integer_ids(k) is not None: return self.assign(k)
-    with FileLock(str(self.path) + '.lock', timeout=60):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists(): self._append(sorted(pd.unique(k.astype(str)).tolist()))
-        else: self.refresh()
+    if self.strings or self.log is None or integer_ids(k) is not None: return self.assign(k)
+    with self.log.lock: self._append(sorted(pd.unique(k.astype(str)).tolist()), start=True)  # started meanwhile: nothing written
     return self.assign(k)
 
 # %% ../nbs/00b_ids.ipynb #558253b4
@@ -184,14 +200,21 @@ class IdMaps:
         "The maps of a model used without a home: integer ids, as they are."
         return cls(IdMap(None, 'item'), IdMap(None, 'user'))
 
-_maps = {}  # home -> IdMaps
+_maps = {}  # (home, store URL) -> IdMaps
 
 def ids_dir(settings:Settings)->Path:
     "Where a home's id maps live: `RECNB_HOME/data/ids`."
     return settings.home/'data'/'ids'
 
 def id_maps(settings:Settings)->IdMaps:
-    "The item and user id maps of the settings' home (one pair per home and process)."
-    key = str(Path(settings.home).resolve())
-    if key not in _maps: _maps[key] = IdMaps(IdMap(ids_dir(settings)/'items.jsonl', 'item'), IdMap(ids_dir(settings)/'users.jsonl', 'user'))
+    "The item and user id maps of the settings' home, or of its store with `RECNB_STORE_URL` (one pair per home, store and process)."
+    url = settings.store_url.get_secret_value() if settings.store_url else None
+    key = (str(Path(settings.home).resolve()), url)
+    if key not in _maps:
+        if url:
+            from recnb.store import SqlIdLog, open_stores
+            db = open_stores(settings).db
+            maps = IdMaps(IdMap(None, 'item', SqlIdLog(db, 'item')), IdMap(None, 'user', SqlIdLog(db, 'user')))
+        else: maps = IdMaps(IdMap(ids_dir(settings)/'items.jsonl', 'item'), IdMap(ids_dir(settings)/'users.jsonl', 'user'))
+        _maps[key] = _maps.get(key) or maps
     return _maps[key]

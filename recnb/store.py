@@ -1,4 +1,4 @@
-"""What recnb keeps that several hosts must share (the registry and its audit log, retraining jobs, feedback events, the catalogue's log), behind one interface with two backends: files under `RECNB_HOME` (the default) and PostgreSQL.
+"""What recnb keeps that several hosts must share (the registry and its audit log, retraining jobs, feedback events, the catalogue's log, the maps of string ids), behind one interface with two backends: files under `RECNB_HOME` (the default) and PostgreSQL.
 
 Docs: https://recnb.github.io/recnb/store.html.md"""
 
@@ -7,7 +7,7 @@ Docs: https://recnb.github.io/recnb/store.html.md"""
 # %% ../nbs/00c_store.ipynb #0c71d07c
 from __future__ import annotations
 import io, json, logging, os, threading, time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from copy import deepcopy
 from pathlib import Path
 import numpy as np
@@ -19,8 +19,8 @@ from .config import Settings, atomic_write, get_settings
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'log', 'MIGRATIONS', 'EVENT_COLUMNS', 'SCHEMA_HEAD', 'RegistryError', 'CorruptRegistry',
            'StoreUnavailable', 'FileRegistry', 'safe_url', 'Database', 'SqlRegistry', 'fs_type', 'shared_fs_risk',
-           'FileJobs', 'RowLock', 'SqlJobs', 'FileEvents', 'SqlEvents', 'FileCatalogue', 'SqlCatalogue', 'Stores',
-           'open_stores', 'import_home']
+           'FileJobs', 'RowLock', 'SqlJobs', 'FileEvents', 'SqlEvents', 'FileCatalogue', 'SqlCatalogue', 'SqlIdLog',
+           'Stores', 'open_stores', 'import_home']
 
 # %% ../nbs/00c_store.ipynb #43fd4e5f
 class RegistryError(RecnbError): "Base class of registry errors."
@@ -699,6 +699,44 @@ class SqlCatalogue:
             c.execute(_sql('INSERT INTO recnb_catalogue (revision, entry) VALUES (:r, :e)', 'e'), dict(r=e['revision'], e=e))
         return e
 
+# %% ../nbs/00c_store.ipynb #f7e735a6
+_IDS_KEY = 0x7265636e6206
+
+def _m5_ids(op):
+    sa = _sa()
+    op.create_table('recnb_id_maps', sa.Column('kind', sa.Text, primary_key=True))
+    op.create_table('recnb_ids', sa.Column('kind', sa.Text, primary_key=True), sa.Column('n', sa.BigInteger, primary_key=True),
+                    sa.Column('key', sa.Text, nullable=False), sa.UniqueConstraint('kind', 'key'))
+
+MIGRATIONS.append((5, 'the id maps of string ids', _m5_ids))
+
+class SqlIdLog:
+    "One id map's keys (`what`: 'item' or 'user') as rows of `recnb_ids` in `db`; positions are row numbers."
+    def __init__(self, db:Database, what:str):
+        self.db, self.what = db, what
+        self.lock = nullcontext()  # an append is atomic on its own
+    def __repr__(self): return f"SqlIdLog({self.db.name!r}, {self.what!r})"
+
+    def read(self, offset:int)->tuple[list, int]|None:
+        "The keys numbered `offset` and on, and the position after them; None while the map has not started."
+        t = _sa().text
+        with self.db.connect() as c:
+            if not offset and c.execute(t('SELECT 1 FROM recnb_id_maps WHERE kind = :k'), dict(k=self.what)).first() is None: return None
+            keys = [k for (k,) in c.execute(t('SELECT key FROM recnb_ids WHERE kind = :k AND n >= :o ORDER BY n'), dict(k=self.what, o=offset))]
+        return keys, offset + len(keys)
+
+    def append(self, keys:list, start:bool=False):
+        "Number the `keys` no row holds yet, in their order, after the last; `start`: only to start the map, nothing if it has started."
+        t = _sa().text
+        with self.db.connect() as c:
+            c.execute(t('SELECT pg_advisory_xact_lock(:k)'), dict(k=_IDS_KEY + (self.what == 'user')))
+            new = c.execute(t('INSERT INTO recnb_id_maps (kind) VALUES (:k) ON CONFLICT DO NOTHING'), dict(k=self.what)).rowcount
+            if start and not new: return
+            c.execute(t('INSERT INTO recnb_ids (kind, n, key) '
+                        'SELECT :k, (SELECT coalesce(max(n) + 1, 0) FROM recnb_ids WHERE kind = :k) + row_number() OVER (ORDER BY o) - 1, key '
+                        'FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS u(key, o) '
+                        'WHERE NOT EXISTS (SELECT 1 FROM recnb_ids r WHERE r.kind = :k AND r.key = u.key)'), dict(k=self.what, keys=[str(x) for x in keys]))
+
 # %% ../nbs/00c_store.ipynb #44896ca7
 SCHEMA_HEAD = MIGRATIONS[-1][0]  # the schema this recnb needs: the last migration's number
 
@@ -736,8 +774,9 @@ def open_stores(settings:Settings|None=None)->Stores:
 def import_home(home, # A RECNB_HOME of the file backend
                 db:Database # The database to copy into (migrated)
                )->dict:
-    "Copy the file home's registry (with its audit log), jobs and events into `db`; what was copied."
+    "Copy the file home's registry (with its audit log), catalogue log, jobs, id maps and events into `db`; what was copied."
     from recnb.errors import Conflict
+    from recnb.ids import FileIdLog
     home = Path(home)
     src, dst = FileRegistry(home/'registry'), SqlRegistry(db.check())
     state, audit = src.read(), src.audit()
@@ -754,6 +793,14 @@ def import_home(home, # A RECNB_HOME of the file backend
     for e in src_cat[len(have):]: dst_cat.append({k: v for k, v in e.items() if k != 'revision'})
     jobs = FileJobs(home/'jobs').list(10**9)
     for j in jobs: SqlJobs(db).save(j)
+    ids = dict(item=0, user=0)
+    for what in ids:
+        got = FileIdLog(home/'data'/'ids'/f"{what}s.jsonl").read(0)
+        if got is None: continue  # a map of integers: nothing to copy
+        keys, there = got[0], (SqlIdLog(db, what).read(0) or ([], 0))[0]
+        if there != keys[:len(there)]: raise Conflict(f"the {what} id map in {db.name} differs from {home/'data'/'ids'}: nothing more was imported")
+        SqlIdLog(db, what).append(keys[len(there):])
+        ids[what] = len(keys) - len(there)
     ev, _ = FileEvents(home/'data'/'interactions.csv').read_since(0)
     r = SqlEvents(db).append(ev, [f"import:{i}" for i in range(len(ev))]) if len(ev) else dict(rows=0, duplicates=0)
-    return dict(registry=registry, models=len(state['models']), audit_entries=len(audit), catalogue_revisions=len(src_cat)-len(have), jobs=len(jobs), events=r['rows'], events_there_already=r['duplicates'])
+    return dict(registry=registry, models=len(state['models']), audit_entries=len(audit), catalogue_revisions=len(src_cat)-len(have), jobs=len(jobs), item_ids=ids['item'], user_ids=ids['user'], events=r['rows'], events_there_already=r['duplicates'])

@@ -1,9 +1,11 @@
 """The store contract: the same calls give the same answers on both backends (a directory, PostgreSQL),
 and what only PostgreSQL does (schema, migrations, several hosts, a server that restarts)."""
 import subprocess, sys, threading, time
-import pytest
+from pathlib import Path
+import pandas as pd, pytest
 from conftest import BIN, env_for, recnb, registry_at
 from recnb.errors import Busy, Unavailable
+from recnb.ids import IdMap
 from recnb.registry import IllegalTransition, NothingToRollBack, Registry
 from recnb.store import SCHEMA_HEAD, Database, SqlRegistry, StoreUnavailable
 
@@ -223,18 +225,53 @@ def test_db_import_copies_a_file_home_and_runs_twice_safely(store_url, tmp_path)
     js = jobs_at(str(home/'jobs')); js.update(js.new(reason='nightly'), state='running')
     events_at(str(home/'data'/'interactions.csv')).append(*_batch_frame(3, 7))
     catalogue_at(str(home/'data'/'catalogue.jsonl')).append(dict(op='withdraw', item_ids=[5], actor='t'))
+    IdMap(home/'data'/'ids'/'items.jsonl').adopt(pd.Series(['BK2', 'BK1', '17']))
     env = env_for(home, RECNB_STORE_URL=store_url)
-    for i in range(2):
-        out = recnb('db', 'import', env=env).stdout
+    outs = [recnb('db', 'import', env=env).stdout for _ in range(2)]
+    for i, out in enumerate(outs):
         assert ('copied' if i == 0 else 'already imported') in out and f"{'7' if i == 0 else '0'} events copied" in out, out
+        assert f"{'3' if i == 0 else '0'} item and 0 user ids" in out, out
     sql = registry_at(store_url)
     assert sql.load()['models'] == reg.load()['models'] and sql.audit() == reg.audit()
     assert [j['id'] for j in jobs_at(store_url).list()] == [j['id'] for j in js.list()]
     assert events_at(store_url).count() == 7 and catalogue_at(store_url).entries() == catalogue_at(str(home/'data'/'catalogue.jsonl')).entries()
+    assert ids_at(store_url).external([0, 1, 2]) == ['17', 'BK1', 'BK2']
+    assert not ids_at(store_url, 'user').strings  # the home's user ids are integers: no map started
     assert '1.0.1' in recnb('models', 'list', env=env).stdout  # the CLI reads the database now
     reg.register('m', params={'rank': 8}, embedding_model='e')  # the file home moves on
     r = recnb('db', 'import', env=env, check=False)
     assert r.returncode == 2 and 'nothing was imported' in r.stderr, r.stderr
+
+def ids_at(where:str, what:str='item'):
+    "An `IdMap` over a database's or a directory's map of `what` ids."
+    from recnb.store import SqlIdLog
+    return IdMap(None, what, SqlIdLog(Database(where), what)) if '://' in where else IdMap(Path(where)/f"{what}s.jsonl", what)
+
+def test_id_map_contract(registry_place):
+    m = ids_at(registry_place)
+    assert not m.strings and m.assign([7, '3']).tolist() == [7, 3]  # integers until a data directory's strings start it
+    assert not ids_at(registry_place).strings
+    assert m.adopt(pd.Series(['BK2', '17', 'BK1', 'BK2'])).tolist() == [2, 0, 1, 2] and m.strings
+    other = ids_at(registry_place)  # another host
+    assert other.strings and other.external([0, 1, 2]) == ['17', 'BK1', 'BK2']
+    assert other.adopt(pd.Series(['ZZ', '17'])).tolist() == [3, 0]  # started already: adopt only adds
+    assert m.lookup_one('ZZ') == 3 and m.assign(['BK9', 'ZZ', 'BK9']).tolist() == [4, 3, 4]
+    assert other.lookup(['BK9', 'nope']).tolist() == [4, -1]
+
+def test_new_ids_from_racing_hosts_are_numbered_once(registry_place):
+    from concurrent.futures import ThreadPoolExecutor
+    ids_at(registry_place).adopt(pd.Series(['A0']))
+    keys = [f"K{i}" for i in range(60)]
+    def host(i):  # each its own map over the same log, adding overlapping new ids
+        m = ids_at(registry_place)
+        return dict(zip(keys[i*10:i*10+30], m.assign(keys[i*10:i*10+30]).tolist()))
+    with ThreadPoolExecutor(4) as ex: got = list(ex.map(host, range(4)))
+    seen = {}
+    for g in got:
+        for k, n in g.items(): assert seen.setdefault(k, n) == n, (k, n, seen[k])
+    final = ids_at(registry_place)
+    assert len(final) == 61 and sorted(final.lookup(keys).tolist()) == list(range(1, 61))  # one number each, none skipped
+    assert all(final.lookup_one(k) == n for k, n in seen.items())
 
 def catalogue_at(where:str):
     from recnb.store import FileCatalogue, SqlCatalogue
