@@ -58,7 +58,7 @@ pytest: install
 	$(BIN)/python -m pytest tests -q -m "not heavy"
 
 # The tests marked heavy (tests/test_wheel.py, test_lab.py, test_spark.py: the wheel in venvs of its own,
-# JupyterLab in a browser, Spark): about 6 minutes more, so `make test` stays under 25 minutes.
+# JupyterLab in a browser, Spark): about 10 minutes (3 of them training the session model), so `make test` stays under 25 minutes.
 test-heavy: install browser postgres
 	$(BIN)/python -m pytest tests -q -m heavy
 
