@@ -8,7 +8,6 @@ Docs: https://recnb.github.io/recnb/mirror.html.md"""
 from __future__ import annotations
 import importlib.metadata as md
 import logging, os, re, shutil, tempfile, time
-import yaml
 from contextlib import contextmanager
 from fastcore.basics import patch
 from pathlib import Path
@@ -17,7 +16,7 @@ import mlflow, mlflow.pyfunc
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
+from mlflow.models import Model, ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 from .config import Settings, get_settings
 from .errors import Unavailable
@@ -254,8 +253,8 @@ def fetch(self:MlflowMirror, name:str, entry:dict, dest)->Path:
     src = self.client().get_model_version_download_uri(name, ml['version'])
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.fetch-") as d:
-        conf = yaml.safe_load(Path(mlflow.artifacts.download_artifacts(f"{src}/MLmodel", dst_path=d, tracking_uri=self.uri)).read_text())
-        rel = conf['flavors']['python_function']['artifacts']['model']['path']
+        conf = Model.load(mlflow.artifacts.download_artifacts(f"{src}/MLmodel", dst_path=d, tracking_uri=self.uri))
+        rel = conf.flavors['python_function']['artifacts']['model']['path']  # where save_pyfunc's copy of the recnb model is
         got = Path(mlflow.artifacts.download_artifacts(f"{src}/{rel}", dst_path=d, tracking_uri=self.uri))
         if not (got/'model.json').exists(): raise NotFound(f"MLflow's copy of {name} {entry['version']} holds no recnb model (no model.json)")
         try: os.rename(got, dest)
