@@ -208,13 +208,9 @@ def ids_dir(settings:Settings)->Path:
 
 def id_maps(settings:Settings)->IdMaps:
     "The item and user id maps of the settings' home, or of its store with `RECNB_STORE_URL` (one pair per home, store and process)."
-    url = settings.store_url.get_secret_value() if settings.store_url else None
-    key = (str(Path(settings.home).resolve()), url)
+    from recnb.store import open_stores  # the store chooses the logs: files in `ids_dir`, or PostgreSQL's rows
+    key = (str(Path(settings.home).resolve()), settings.store_url and settings.store_url.get_secret_value())
     if key not in _maps:
-        if url:
-            from recnb.store import SqlIdLog, open_stores
-            db = open_stores(settings).db
-            maps = IdMaps(IdMap(None, 'item', SqlIdLog(db, 'item')), IdMap(None, 'user', SqlIdLog(db, 'user')))
-        else: maps = IdMaps(IdMap(ids_dir(settings)/'items.jsonl', 'item'), IdMap(ids_dir(settings)/'users.jsonl', 'user'))
-        _maps[key] = _maps.get(key) or maps
+        logs = open_stores(settings).ids
+        _maps.setdefault(key, IdMaps(*(IdMap(getattr(logs[w], 'path', None), w, logs[w]) for w in ('item', 'user'))))
     return _maps[key]

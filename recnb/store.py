@@ -741,15 +741,20 @@ class SqlIdLog:
 SCHEMA_HEAD = MIGRATIONS[-1][0]  # the schema this recnb needs: the last migration's number
 
 class Stores:
-    "What hosts share, from one place: `registry`, `jobs`, `events` and `catalogue` (file or SQL backends); `db` is the `Database` or None."
-    def __init__(self, registry, jobs, events, catalogue, db:Database|None=None, url:str|None=None):
-        self.registry, self.jobs, self.events, self.catalogue, self.db = registry, jobs, events, catalogue, db
+    "What hosts share, from one place: `registry`, `jobs`, `events`, `catalogue` and the id maps' logs `ids` ('item' and 'user'; file or SQL backends); `db` is the `Database` or None."
+    def __init__(self, registry, jobs, events, catalogue, ids:dict, db:Database|None=None, url:str|None=None):
+        self.registry, self.jobs, self.events, self.catalogue, self.ids, self.db = registry, jobs, events, catalogue, ids, db
         self.url = url or f"file:{getattr(registry, 'root', '')}"
         self.kind = registry.kind
 
     def __repr__(self): return f"Stores({self.kind}: {self.url})"
 
 _opened, _databases = {}, {}  # (home, URL) -> Stores; URL -> Database
+
+def _file_id_logs(home)->dict:
+    "The file logs of a home's id maps: `data/ids/items.jsonl` and `users.jsonl`."
+    from recnb.ids import FileIdLog
+    return {w: FileIdLog(Path(home)/'data'/'ids'/f"{w}s.jsonl") for w in ('item', 'user')}
 
 def open_stores(settings:Settings|None=None)->Stores:
     "The stores of `settings` (`RECNB_STORE_URL`: a PostgreSQL URL, or unset for files under `RECNB_HOME`), shared within the process."
@@ -759,10 +764,10 @@ def open_stores(settings:Settings|None=None)->Stores:
     if (st := _opened.get(key)) is None:
         if url:
             db = _databases.get(url) or _databases.setdefault(url, Database(url))
-            st = Stores(SqlRegistry(db.check()), SqlJobs(db), SqlEvents(db), SqlCatalogue(db), db, db.name)
+            st = Stores(SqlRegistry(db.check()), SqlJobs(db), SqlEvents(db), SqlCatalogue(db), {w: SqlIdLog(db, w) for w in ('item', 'user')}, db, db.name)
         else:
             st = Stores(FileRegistry(Path(s.home)/'registry'), FileJobs(Path(s.home)/'jobs'), FileEvents(Path(s.home)/'data'/'interactions.csv'),
-                        FileCatalogue(Path(s.home)/'data'/'catalogue.jsonl'))
+                        FileCatalogue(Path(s.home)/'data'/'catalogue.jsonl'), _file_id_logs(s.home))
             if shared_fs_risk(t := fs_type(s.home)):
                 log.warning("RECNB_HOME %s is on a %s file system: the file stores' locks and appends are not safe there when several hosts "
                             "write (NFS can lose locks and corrupt appends; attributes are cached for seconds). Use PostgreSQL for what hosts "
@@ -776,7 +781,6 @@ def import_home(home, # A RECNB_HOME of the file backend
                )->dict:
     "Copy the file home's registry (with its audit log), catalogue log, jobs, id maps and events into `db`; what was copied."
     from recnb.errors import Conflict
-    from recnb.ids import FileIdLog
     home = Path(home)
     src, dst = FileRegistry(home/'registry'), SqlRegistry(db.check())
     state, audit = src.read(), src.audit()
@@ -794,8 +798,8 @@ def import_home(home, # A RECNB_HOME of the file backend
     jobs = FileJobs(home/'jobs').list(10**9)
     for j in jobs: SqlJobs(db).save(j)
     ids = dict(item=0, user=0)
-    for what in ids:
-        got = FileIdLog(home/'data'/'ids'/f"{what}s.jsonl").read(0)
+    for what, log_ in _file_id_logs(home).items():
+        got = log_.read(0)
         if got is None: continue  # a map of integers: nothing to copy
         keys, there = got[0], (SqlIdLog(db, what).read(0) or ([], 0))[0]
         if there != keys[:len(there)]: raise Conflict(f"the {what} id map in {db.name} differs from {home/'data'/'ids'}: nothing more was imported")

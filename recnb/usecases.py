@@ -22,7 +22,7 @@ from .mirror import log_run_quietly, sync_quietly, version_files
 from .model import HybridRecommender, Params, Recommendations, params_of
 from .data import current_data
 from .pipeline import attached, embedding_cache, train as _train
-from .registry import STAGES, NotFound, Registry, alias_name, version_dir
+from .registry import STAGES, NotFound, Registry, alias_name
 from .vectorstore import Filters, open_store
 from .retraining import (Decision, DecisionCache, check_retrain as _check_retrain, compare_with_production, decision_key,
                               ingest as _ingest, promotion_decision)
