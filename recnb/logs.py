@@ -6,7 +6,7 @@ Docs: https://recnb.github.io/recnb/logs.html.md"""
 
 # %% ../nbs/11_logs.ipynb #b1457256
 from __future__ import annotations
-import contextvars, json, logging, logging.config, os, stat, threading, traceback
+import contextvars, json, logging, logging.config, os, stat, threading, time, traceback
 from contextlib import contextmanager
 from pathlib import Path
 from fastcore.basics import patch
@@ -16,7 +16,7 @@ from .config import Settings, get_settings
 
 # %% auto #0
 __all__ = ['LOGGERS', 'log_context', 'set_log_context', 'RecnbJsonFormatter', 'AppendLog', 'SharedRotatingFileHandler',
-           'logging_config', 'configure_logging', 'get_logger']
+           'BatchStreamHandler', 'handle_batch', 'logging_config', 'configure_logging', 'get_logger']
 
 # %% ../nbs/11_logs.ipynb #2bcc1575
 LOGGERS = ('recnb.api', 'recnb.model', 'recnb.registry', 'recnb.evaluation', 'recnb.monitoring', 'recnb.retraining')
@@ -61,6 +61,17 @@ def format(self:RecnbJsonFormatter, record):
     else: line = super(RecnbJsonFormatter, self).format(record)
     record._recnb_json = (self, line)
     return line
+
+# %% ../nbs/11_logs.ipynb #9482d303
+@patch
+def formatTime(self:RecnbJsonFormatter, record, datefmt=None):
+    "`logging.Formatter.formatTime`, with the text of each second made once (the request log asks for it many times a second)."
+    if datefmt or not self.default_msec_format: return super(RecnbJsonFormatter, self).formatTime(record, datefmt)
+    sec, text = self.__dict__.get('_second', (None, None))
+    if int(record.created) != sec:
+        sec, text = int(record.created), time.strftime(self.default_time_format, self.converter(record.created))
+        self._second = (sec, text)
+    return self.default_msec_format % (text, record.msecs)
 
 # %% ../nbs/11_logs.ipynb #7ed02b52
 @patch
@@ -151,6 +162,35 @@ def emit(self:SharedRotatingFileHandler, record):
 def close(self:SharedRotatingFileHandler):
     self.file.close(); super(SharedRotatingFileHandler, self).close()
 
+# %% ../nbs/11_logs.ipynb #8938faf2
+@patch
+def emit_batch(self:SharedRotatingFileHandler, records:list):
+    "Append every record of `records` as one line, with one write."
+    try: self.file.write(''.join(self.format(r) + '\n' for r in records).encode(self.encoding))
+    except Exception: self.handleError(records[0])
+
+class BatchStreamHandler(logging.StreamHandler):
+    "`logging.StreamHandler` that also writes a batch of records at once (one write and one flush)."
+    def emit_batch(self, records:list):
+        try: self.stream.write(''.join(self.format(r) + self.terminator for r in records)); self.flush()
+        except Exception: self.handleError(records[0])
+
+# %% ../nbs/11_logs.ipynb #217e4a86
+def handle_batch(logger:logging.Logger, records:list):
+    "What `logger.handle` does for each record of `records`, with one `emit_batch` per handler that has it."
+    if logger.disabled or not records: return
+    if logger.filters: records = [r for r in records if logger.filter(r)]
+    c = logger
+    while c:
+        for h in c.handlers:
+            mine = [r for r in records if r.levelno >= h.level and (not h.filters or h.filter(r))]
+            if not mine: continue
+            if not hasattr(h, 'emit_batch'):
+                for r in mine: h.handle(r)
+                continue
+            with h.lock: h.emit_batch(mine)
+        c = c.parent if c.propagate else None
+
 # %% ../nbs/11_logs.ipynb #67e129dd
 def logging_config(settings:Settings|None=None, console:bool=True,
                    access_log:bool=True # uvicorn's access lines; False when the app logs every request itself
@@ -159,7 +199,7 @@ def logging_config(settings:Settings|None=None, console:bool=True,
     s = settings or get_settings()
     handlers = {'file': {'class': 'recnb.logs.SharedRotatingFileHandler', 'formatter': 'json', 'filename': str(s.logs_dir/'recnb.log'),
                          'maxBytes': s.log_max_bytes, 'backupCount': s.log_backups, 'encoding': 'utf-8'}}
-    if console: handlers['console'] = {'class': 'logging.StreamHandler', 'formatter': 'json', 'stream': 'ext://sys.stderr'}
+    if console: handlers['console'] = {'class': 'recnb.logs.BatchStreamHandler', 'formatter': 'json', 'stream': 'ext://sys.stderr'}
     names = list(handlers)
     return {'version': 1, 'disable_existing_loggers': False,
             'formatters': {'json': {'()': RecnbJsonFormatter}},

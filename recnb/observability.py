@@ -11,7 +11,7 @@ from collections import deque
 from fastcore.basics import patch
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, multiprocess
 from .config import Settings
-from .logs import set_log_context
+from .logs import handle_batch, set_log_context
 from .monitoring import Alerter, AlertRule, MetricsCollector, degradation
 
 # %% auto #0
@@ -54,11 +54,11 @@ def done(self:Observer, scope:dict, status:int, seconds:float):
 # %% ../nbs/20_observability.ipynb #4496c25b
 @patch
 def drain(self:Observer):
-    "Account for every noted request: Prometheus series, rolling metrics, anomalies, one JSON log line each."
-    on = log.isEnabledFor(logging.INFO)
+    "Account for every noted request: Prometheus series, rolling metrics, anomalies, one JSON log line each (written together)."
+    on, records = log.isEnabledFor(logging.INFO), []
     while self.pending:
         try: t, path, method, client, status, seconds, obs = self.pending.popleft()
-        except IndexError: return  # another thread took the last one
+        except IndexError: break  # another thread took the last one
         info = obs.get('info')
         self.observe(endpoint_label(path), status, seconds, info)
         if not on: continue
@@ -67,7 +67,8 @@ def drain(self:Observer):
         r = log.makeRecord(log.name, logging.INFO, __name__, 0, 'request', None, None, extra=extra)
         r.created, r.msecs = t, (t - int(t))*1000  # when the request finished, not when it was accounted for
         r._recnb_fields = extra  # plain values: the JSON formatter writes them directly
-        log.handle(r)
+        records.append(r)
+    handle_batch(log, records)  # each handler writes the lot at once
 
 # %% ../nbs/20_observability.ipynb #f83f7f13
 @patch
@@ -83,7 +84,7 @@ def observe(self:Observer, endpoint:str, status:int, seconds:float, info:dict|No
     if b and b['count'] >= 30 and b['std'] and ms - b['mean'] > self.min_ms and (ms - b['mean'])/b['std'] > self.z:
         a = dict(time=time.time(), metric='latency_ms', value=ms, zscore=(ms - b['mean'])/b['std'], mean=b['mean'], std=b['std'])
         self.anomalies.append(a)
-        self.log.warning("latency anomaly: %.1f ms, z = %.1f", ms, a['zscore'], extra={'anomaly': a})
+        self.log.warning("latency anomaly: %.1f ms, z = %.1f", ms, a['zscore'], extra={'anomaly': a, '_recnb_fields': {'anomaly': a}})  # formatted directly, as request lines are
 
 # %% ../nbs/20_observability.ipynb #21bd3948
 @patch
