@@ -339,6 +339,7 @@ def cmd_ingest(a):
         print(f"  nothing was written; fix the file and ingest it again", file=sys.stderr)
         return 2
     print(f"ingested {r['rows']} interactions from {r['file']} ({r['total_ingested']} ingested in all, in {r['path']})")
+    if r.get('event_duplicates'): print(f"{r['event_duplicates']} rows skipped: their event_id was stored already")
     if r.get('duplicate'): print("the same content had been ingested before; --allow-duplicate appended it again")
 
 # %% ../nbs/30_cli.ipynb #6a528d25

@@ -63,11 +63,12 @@ def ingest(settings:Settings, path, # A .csv or .parquet interactions file (Movi
     log_path = ingested_files_path(settings); log_path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(log_path) + '.lock', timeout=60):
         seen = refuse_seen()  # again, under the lock: another process may have ingested it meanwhile
-        r = append_interactions(settings, new, path)
-        append_durably(log_path, (json.dumps(dict(sha256=digest, file=str(path), rows=len(new), time=_iso(_now()))) + '\n').encode())
+        ids = new['event_id'].tolist() if 'event_id' in new else None  # a row whose event id is stored already is skipped
+        r = append_interactions(settings, new, path, ids)
+        append_durably(log_path, (json.dumps(dict(sha256=digest, file=str(path), rows=r['rows'], time=_iso(_now()))) + '\n').encode())
     total = open_stores(settings).events.count()
-    log.info("ingested %d interactions from %s", len(new), path, extra={'rows': len(new), 'total_ingested': total})
-    return dict(file=str(path), rows=len(new), total_ingested=total, path=r['path'], duplicate=seen is not None)
+    log.info("ingested %d interactions from %s", r['rows'], path, extra={'rows': r['rows'], 'duplicates': r['duplicates'], 'total_ingested': total})
+    return dict(file=str(path), rows=r['rows'], event_duplicates=r['duplicates'], total_ingested=total, path=r['path'], duplicate=seen is not None)
 
 # %% ../nbs/13_retraining.ipynb #bdda0345
 @dataclass
