@@ -151,12 +151,6 @@ class SharedRotatingFileHandler(logging.Handler):
         self.baseFilename, self.encoding = os.fspath(filename), encoding
         self.file = AppendLog(filename, maxBytes, backupCount)
 
-# %% ../nbs/11_logs.ipynb #c1f12fd3
-@patch
-def emit(self:SharedRotatingFileHandler, record):
-    try: self.file.write((self.format(record) + '\n').encode(self.encoding))
-    except Exception: self.handleError(record)
-
 # %% ../nbs/11_logs.ipynb #532b9555
 @patch
 def close(self:SharedRotatingFileHandler):
@@ -174,6 +168,10 @@ class BatchStreamHandler(logging.StreamHandler):
     def emit_batch(self, records:list):
         try: self.stream.write(''.join(self.format(r) + self.terminator for r in records)); self.flush()
         except Exception: self.handleError(records[0])
+
+# %% ../nbs/11_logs.ipynb #c1f12fd3
+@patch
+def emit(self:SharedRotatingFileHandler, record): self.emit_batch([record])
 
 # %% ../nbs/11_logs.ipynb #217e4a86
 def handle_batch(logger:logging.Logger, records:list):
