@@ -22,14 +22,58 @@ def recnb(*args, env, check=True, timeout=900):
 
 API_KEY = 'test-key-0123456789'
 
+def _train_home(h:Path)->list:
+    out = [recnb('train', '--quiet', env=env_for(h)).stdout, recnb('train', '--quiet', env=env_for(h)).stdout]
+    recnb('models', 'promote', 'movielens', '1.0.0', '--reason', 'first model', env=env_for(h))
+    return out
+
+def _repath_sqlite(db:Path, old:str, new:str):
+    "Every text value in the SQLite file `db` that names `old` names `new` instead (MLflow keeps absolute artifact locations)."
+    import sqlite3
+    con = sqlite3.connect(db)
+    try:
+        for (t,) in con.execute("select name from sqlite_master where type='table'").fetchall():
+            for col in con.execute(f'pragma table_info("{t}")').fetchall():
+                if 'CHAR' in col[2].upper() or 'TEXT' in col[2].upper():
+                    con.execute(f'update "{t}" set "{col[1]}" = replace("{col[1]}", ?, ?) where instr("{col[1]}", ?) > 0', (old, new, old))
+        con.commit()
+    finally: con.close()
+
 @pytest.fixture(scope='session')
 def trained(tmp_path_factory):
     """A RECNB_HOME where `recnb train` ran twice on the bundled MovieLens data (1.0.0 and 1.0.1) and
-    `recnb models promote --if-none` put 1.0.1 in production; the stdout of each step."""
+    `recnb models promote` put 1.0.0 in production; the stdout of each step.
+
+    Under pytest-xdist the workers of one run train once between them: the first to take the lock trains
+    into a directory they share, and each worker gets a copy of its own (MLflow's locations rewritten)."""
+    import fcntl, json
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base
+    src, done = shared/'trained-home', shared/'trained-home.json'
+    with open(shared/'trained-home.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(src, ignore_errors=True); src.mkdir()
+            done.write_text(json.dumps(_train_home(src)))
     h = tmp_path_factory.mktemp('recnb-home')
-    out = [recnb('train', '--quiet', env=env_for(h)).stdout, recnb('train', '--quiet', env=env_for(h)).stdout]
-    recnb('models', 'promote', 'movielens', '1.0.0', '--reason', 'first model', env=env_for(h))
-    return h, out
+    shutil.rmtree(h); shutil.copytree(src, h, ignore=shutil.ignore_patterns('*.lock'))
+    _repath_sqlite(h/'mlflow'/'mlflow.db', str(src), str(h))
+    return h, json.loads(done.read_text())
+
+# The order files are handed to pytest-xdist's workers (`--dist loadfile --no-loadscope-reorder`): each worker
+# starts with one file that needs the session's trained home and one that does not, so while one worker trains
+# the other runs tests; then the files that need no trained home, then the rest. The longest come first in each.
+LONG_FIRST = ['test_retraining.py', 'test_two_hosts.py', 'test_e2e.py', 'test_docs.py', 'test_own_data.py']
+
+def pytest_collection_modifyitems(config, items):
+    files = {}
+    for it in items: files.setdefault(it.path.name, []).append(it)
+    rank = lambda f: (LONG_FIRST.index(f) if f in LONG_FIRST else len(LONG_FIRST), f)
+    trained_ = sorted((f for f, its in files.items() if any('trained' in it.fixturenames for it in its)), key=rank)
+    others = sorted((f for f in files if f not in trained_), key=rank)
+    order = [f for pair in zip(trained_[:2], others[:2]) for f in pair]
+    order += [f for f in others + trained_ if f not in order]
+    items[:] = [it for f in order for it in files[f]]
 
 @pytest.fixture(scope='session')
 def home(trained): return trained[0]
