@@ -428,7 +428,7 @@ def cmd_db(a):
             if not (Path(home)/'registry').exists(): raise UsageError(f"{home} is not a recnb home: it has no registry/ to import")
             r = import_home(home, db)
             print(f"registry {r['registry']} ({r['models']} models, {r['audit_entries']} audit entries), {r['jobs']} jobs, "
-                  f"{r['item_ids']} item and {r['user_ids']} user ids, {r['events']} events copied ({r['events_there_already']} there already) from {home} into {db.name}")
+                  f"{r['item_ids']} item and {r['user_ids']} user ids, {r['ingested_files']} ingested files, {r['events']} events copied ({r['events_there_already']} there already) from {home} into {db.name}")
         else:
             for h in db.history(): print(f"{h['version']:>3}  {h['applied_at']:%Y-%m-%d %H:%M:%S%z}  {h['description']}")
             n = db.schema()

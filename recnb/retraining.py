@@ -7,14 +7,12 @@ Docs: https://recnb.github.io/recnb/retraining.html.md"""
 # %% ../nbs/13_retraining.ipynb #108dd13f
 from __future__ import annotations
 import hashlib, json, shutil, threading, time
-from filelock import FileLock
 from dataclasses import dataclass, asdict
 from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from .config import Settings, get_settings
-from .config import append_durably, complete_lines
 from .data import DataValidationError, fingerprint, read_table
 from .errors import Conflict
 from .evaluation import evaluate_model, paired_test
@@ -26,8 +24,8 @@ from .registry import NotFound, Registry, parse_version
 from .store import open_stores
 
 # %% auto #0
-__all__ = ['log', 'ingested_files_path', 'ingest', 'Decision', 'check_retrain', 'data_state', 'decision_key', 'DecisionCache',
-           'holdout_split', 'new_pairs', 'compare', 'trained_on', 'compare_with_production', 'promotion_decision']
+__all__ = ['log', 'ingest', 'Decision', 'check_retrain', 'data_state', 'decision_key', 'DecisionCache', 'holdout_split',
+           'new_pairs', 'compare', 'trained_on', 'compare_with_production', 'promotion_decision']
 
 # %% ../nbs/13_retraining.ipynb #d37d31c1
 log = get_logger('retraining')
@@ -37,35 +35,24 @@ def _now(): return datetime.now(timezone.utc)
 def _iso(t:datetime)->str: return t.isoformat(timespec='seconds')
 
 # %% ../nbs/13_retraining.ipynb #424e0ff2
-def ingested_files_path(settings:Settings)->Path:
-    "The log of the files `ingest` appended: `RECNB_HOME/data/ingested-files.jsonl`, one line each (SHA-256, name, rows, time)."
-    return settings.home/'data'/'ingested-files.jsonl'
-
-def _ingested_before(settings:Settings, digest:str)->dict|None:
-    "The log's line of an earlier ingest of a file with this SHA-256, or None."
-    p = ingested_files_path(settings)
-    if not p.exists(): return None
-    with complete_lines(p) as q: lines = q.read_text().splitlines()
-    return next((e for e in map(json.loads, lines) if e['sha256'] == digest), None)
-
 def ingest(settings:Settings, path, # A .csv or .parquet interactions file (MovieLens column names are accepted)
            allow_duplicate:bool=False # Ingest a file whose content was ingested before
           )->dict:
-    "Validate `path` whole and append its interactions to `RECNB_HOME/data/interactions.csv`; nothing is written if a row is bad, or if the same content was ingested before."
+    "Validate `path` whole and append its interactions to the event store; nothing is written if a row is bad, or if the same content was ingested before (by any host)."
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    files = open_stores(settings).ingested
     def refuse_seen():
-        if (seen := _ingested_before(settings, digest)) and not allow_duplicate:
+        if (seen := files.find(digest)) and not allow_duplicate:
             raise Conflict(f"{path}: this content was already ingested ({seen['rows']} rows from {seen['file']} at {seen['time']}); nothing was written. "
                            "Ingest it again with --allow-duplicate if the interactions really happened twice")
         return seen
     refuse_seen()
     new = read_table(path, 'interactions')
-    log_path = ingested_files_path(settings); log_path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(log_path) + '.lock', timeout=60):
-        seen = refuse_seen()  # again, under the lock: another process may have ingested it meanwhile
+    with files.lock():
+        seen = refuse_seen()  # again, under the lock: another process or host may have ingested it meanwhile
         ids = new['event_id'].tolist() if 'event_id' in new else None  # a row whose event id is stored already is skipped
         r = append_interactions(settings, new, path, ids)
-        append_durably(log_path, (json.dumps(dict(sha256=digest, file=str(path), rows=r['rows'], time=_iso(_now()))) + '\n').encode())
+        files.record(dict(sha256=digest, file=str(path), rows=r['rows'], time=_iso(_now())))
     total = open_stores(settings).events.count()
     log.info("ingested %d interactions from %s", r['rows'], path, extra={'rows': r['rows'], 'duplicates': r['duplicates'], 'total_ingested': total})
     return dict(file=str(path), rows=r['rows'], event_duplicates=r['duplicates'], total_ingested=total, path=r['path'], duplicate=seen is not None)

@@ -1,4 +1,4 @@
-"""What recnb keeps that several hosts must share (the registry and its audit log, retraining jobs, feedback events, the catalogue's log, the maps of string ids), behind one interface with two backends: files under `RECNB_HOME` (the default) and PostgreSQL.
+"""What recnb keeps that several hosts must share (the registry and its audit log, retraining jobs, feedback events, the catalogue's log, the maps of string ids, the log of ingested files), behind one interface with two backends: files under `RECNB_HOME` (the default) and PostgreSQL.
 
 Docs: https://recnb.github.io/recnb/store.html.md"""
 
@@ -18,9 +18,9 @@ from .config import Settings, atomic_write, get_settings
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'log', 'MIGRATIONS', 'EVENT_COLUMNS', 'SCHEMA_HEAD', 'RegistryError', 'CorruptRegistry',
-           'StoreUnavailable', 'FileRegistry', 'safe_url', 'Database', 'SqlRegistry', 'fs_type', 'shared_fs_risk',
-           'FileJobs', 'RowLock', 'SqlJobs', 'FileEvents', 'SqlEvents', 'FileCatalogue', 'SqlCatalogue', 'SqlIdLog',
-           'Stores', 'open_stores', 'import_home']
+           'StoreUnavailable', 'FileRegistry', 'safe_url', 'Database', 'SqlRegistry', 'advisory_lock', 'fs_type',
+           'shared_fs_risk', 'FileJobs', 'RowLock', 'SqlJobs', 'FileEvents', 'SqlEvents', 'FileCatalogue',
+           'SqlCatalogue', 'SqlIdLog', 'FileIngested', 'SqlIngested', 'Stores', 'open_stores', 'import_home']
 
 # %% ../nbs/00c_store.ipynb #43fd4e5f
 class RegistryError(RecnbError): "Base class of registry errors."
@@ -320,6 +320,23 @@ def transaction(self:SqlRegistry):
         state['revision'], state['audit_seq'] = rev+1, seq+len(entries)
 
 # %% ../nbs/00c_store.ipynb #941e3ca8
+@contextmanager
+def advisory_lock(db:Database, key:int, # The lock's number
+                  what:str, # What the lock guards, for the error
+                  timeout:float=60):
+    "A session-level advisory lock of `db` on a connection of its own, held until the block ends (`Busy` after `timeout` s); a killed holder's connection closes, and the lock with it."
+    t, deadline = _sa().text, time.monotonic() + timeout
+    with db.connect(begin=False) as c:
+        while not c.execute(t('SELECT pg_try_advisory_lock(:k)'), dict(k=key)).scalar():
+            c.rollback()
+            if time.monotonic() > deadline: raise Busy(f"{what} in {db.name} is held by another process (waited {timeout:g} s)")
+            time.sleep(0.05)
+        c.commit()
+        try: yield
+        finally:
+            try: c.execute(t('SELECT pg_advisory_unlock(:k)'), dict(k=key)); c.commit()
+            except Exception: c.invalidate()  # the connection is gone, and the lock with it
+
 @patch
 @contextmanager
 def locked(self:SqlRegistry):
@@ -330,18 +347,10 @@ def locked(self:SqlRegistry):
         try: yield
         finally: h.depth -= 1
         return
-    t, deadline = _sa().text, time.monotonic() + self.timeout
-    with self.db.connect(begin=False) as c:
-        while not c.execute(t('SELECT pg_try_advisory_lock(:k)'), dict(k=_LOCK_KEY)).scalar():
-            c.rollback()
-            if time.monotonic() > deadline: raise Busy(f"the registry lock in {self.db.name} is held by another process (waited {self.timeout:g} s)")
-            time.sleep(0.05)
-        c.commit(); h.depth = 1
+    with advisory_lock(self.db, _LOCK_KEY, 'the registry lock', self.timeout):
+        h.depth = 1
         try: yield
-        finally:
-            h.depth = 0
-            try: c.execute(t('SELECT pg_advisory_unlock(:k)'), dict(k=_LOCK_KEY)); c.commit()
-            except Exception: c.invalidate()  # the connection is gone, and the lock with it
+        finally: h.depth = 0
 
 # %% ../nbs/00c_store.ipynb #835a69ee
 _NETWORK_FS = ('nfs', 'nfs4', 'cifs', 'smb3', 'smbfs', '9p', 'ceph', 'glusterfs', 'lustre', 'gpfs', 'afs', 'beegfs', 'virtiofs')
@@ -737,13 +746,82 @@ class SqlIdLog:
                         'FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS u(key, o) '
                         'WHERE NOT EXISTS (SELECT 1 FROM recnb_ids r WHERE r.kind = :k AND r.key = u.key)'), dict(k=self.what, keys=[str(x) for x in keys]))
 
+# %% ../nbs/00c_store.ipynb #35c80e41
+class FileIngested:
+    "The log of ingested files in `path` (JSON lines: `sha256`, `file`, `rows`, `time`) and the ingest's lock, a file lock beside it."
+    kind = 'file'
+    def __init__(self, path, timeout:float=60):
+        self.path = Path(path)
+        self._lock = FileLock(str(self.path) + '.lock', timeout=timeout)
+
+    def __repr__(self): return f"FileIngested({str(self.path)!r})"
+
+    @contextmanager
+    def lock(self):
+        "The ingest's lock, held for the block (`Busy` when another process holds it for longer than the timeout)."
+        from filelock import Timeout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try: self._lock.acquire()
+        except Timeout: raise Busy(f"the ingest lock {self._lock.lock_file} is held by another process (waited {self._lock.timeout:g} s)") from None
+        try: yield
+        finally: self._lock.release()
+
+    def entries(self)->list[dict]:
+        "Every file ingested, oldest first."
+        from recnb.config import complete_lines
+        if not self.path.exists(): return []
+        with complete_lines(self.path) as q: return [json.loads(l) for l in q.read_bytes().splitlines()]
+
+    def find(self, sha256:str)->dict|None:
+        "The first entry of a file with this SHA-256, or None."
+        return next((e for e in self.entries() if e['sha256'] == sha256), None)
+
+    def record(self, entry:dict)->dict:
+        "Append `entry` (`sha256`, `file`, `rows`, `time`)."
+        from recnb.config import append_durably
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        append_durably(self.path, (json.dumps({k: entry[k] for k in ('sha256', 'file', 'rows', 'time')}) + '\n').encode())
+        return entry
+
+# %% ../nbs/00c_store.ipynb #ffd56d9e
+_INGEST_KEY = 0x7265636e6207
+
+def _m6_ingested(op):
+    sa = _sa()
+    op.create_table('recnb_ingested_files', sa.Column('n', sa.BigInteger, sa.Identity(), primary_key=True),
+                    sa.Column('sha256', sa.Text, nullable=False, index=True), sa.Column('file', sa.Text, nullable=False),
+                    sa.Column('rows', sa.BigInteger, nullable=False), sa.Column('time', sa.Text, nullable=False))
+
+MIGRATIONS.append((6, 'the log of ingested files', _m6_ingested))
+
+class SqlIngested:
+    "The log of ingested files as rows of `recnb_ingested_files` in `db`, and the ingest's lock (an advisory lock)."
+    kind = 'postgresql'
+    def __init__(self, db:Database, timeout:float=60): self.db, self.timeout = db, timeout
+    def __repr__(self): return f"SqlIngested({self.db.name!r})"
+
+    def lock(self): return advisory_lock(self.db, _INGEST_KEY, 'the ingest lock', self.timeout)
+
+    def _select(self, where:str='', **params)->list[dict]:
+        with self.db.connect() as c:
+            return [dict(r._mapping) for r in c.execute(_sa().text(f'SELECT sha256, file, rows, time FROM recnb_ingested_files {where} ORDER BY n'), params)]
+
+    def entries(self)->list[dict]: return self._select()
+    def find(self, sha256:str)->dict|None: return next(iter(self._select('WHERE sha256 = :s', s=sha256)), None)
+
+    def record(self, entry:dict)->dict:
+        with self.db.connect() as c:
+            c.execute(_sa().text('INSERT INTO recnb_ingested_files (sha256, file, rows, time) VALUES (:sha256, :file, :rows, :time)'),
+                      {k: entry[k] for k in ('sha256', 'file', 'rows', 'time')})
+        return entry
+
 # %% ../nbs/00c_store.ipynb #44896ca7
 SCHEMA_HEAD = MIGRATIONS[-1][0]  # the schema this recnb needs: the last migration's number
 
 class Stores:
-    "What hosts share, from one place: `registry`, `jobs`, `events`, `catalogue` and the id maps' logs `ids` ('item' and 'user'; file or SQL backends); `db` is the `Database` or None."
-    def __init__(self, registry, jobs, events, catalogue, ids:dict, db:Database|None=None, url:str|None=None):
-        self.registry, self.jobs, self.events, self.catalogue, self.ids, self.db = registry, jobs, events, catalogue, ids, db
+    "What hosts share, from one place: `registry`, `jobs`, `events`, `catalogue`, the id maps' logs `ids` ('item' and 'user') and the log of `ingested` files (file or SQL backends); `db` is the `Database` or None."
+    def __init__(self, registry, jobs, events, catalogue, ids:dict, ingested, db:Database|None=None, url:str|None=None):
+        self.registry, self.jobs, self.events, self.catalogue, self.ids, self.ingested, self.db = registry, jobs, events, catalogue, ids, ingested, db
         self.url = url or f"file:{getattr(registry, 'root', '')}"
         self.kind = registry.kind
 
@@ -764,10 +842,11 @@ def open_stores(settings:Settings|None=None)->Stores:
     if (st := _opened.get(key)) is None:
         if url:
             db = _databases.get(url) or _databases.setdefault(url, Database(url))
-            st = Stores(SqlRegistry(db.check()), SqlJobs(db), SqlEvents(db), SqlCatalogue(db), {w: SqlIdLog(db, w) for w in ('item', 'user')}, db, db.name)
+            st = Stores(SqlRegistry(db.check()), SqlJobs(db), SqlEvents(db), SqlCatalogue(db), {w: SqlIdLog(db, w) for w in ('item', 'user')}, SqlIngested(db), db, db.name)
         else:
             st = Stores(FileRegistry(Path(s.home)/'registry'), FileJobs(Path(s.home)/'jobs'), FileEvents(Path(s.home)/'data'/'interactions.csv'),
-                        FileCatalogue(Path(s.home)/'data'/'catalogue.jsonl'), _file_id_logs(s.home))
+                        FileCatalogue(Path(s.home)/'data'/'catalogue.jsonl'), _file_id_logs(s.home),
+                        FileIngested(Path(s.home)/'data'/'ingested-files.jsonl'))
             if shared_fs_risk(t := fs_type(s.home)):
                 log.warning("RECNB_HOME %s is on a %s file system: the file stores' locks and appends are not safe there when several hosts "
                             "write (NFS can lose locks and corrupt appends; attributes are cached for seconds). Use PostgreSQL for what hosts "
@@ -779,7 +858,7 @@ def open_stores(settings:Settings|None=None)->Stores:
 def import_home(home, # A RECNB_HOME of the file backend
                 db:Database # The database to copy into (migrated)
                )->dict:
-    "Copy the file home's registry (with its audit log), catalogue log, jobs, id maps and events into `db`; what was copied."
+    "Copy the file home's registry (with its audit log), catalogue log, jobs, id maps, log of ingested files and events into `db`; what was copied."
     from recnb.errors import Conflict
     home = Path(home)
     src, dst = FileRegistry(home/'registry'), SqlRegistry(db.check())
@@ -805,6 +884,10 @@ def import_home(home, # A RECNB_HOME of the file backend
         if there != keys[:len(there)]: raise Conflict(f"the {what} id map in {db.name} differs from {home/'data'/'ids'}: nothing more was imported")
         SqlIdLog(db, what).append(keys[len(there):])
         ids[what] = len(keys) - len(there)
+    src_ing, dst_ing = FileIngested(home/'data'/'ingested-files.jsonl').entries(), SqlIngested(db)
+    had_ing = dst_ing.entries()
+    if had_ing != src_ing[:len(had_ing)]: raise Conflict(f"the log of ingested files in {db.name} differs from {home/'data'/'ingested-files.jsonl'}: nothing more was imported")
+    for e in src_ing[len(had_ing):]: dst_ing.record(e)
     ev, _ = FileEvents(home/'data'/'interactions.csv').read_since(0)
     r = SqlEvents(db).append(ev, [f"import:{i}" for i in range(len(ev))]) if len(ev) else dict(rows=0, duplicates=0)
-    return dict(registry=registry, models=len(state['models']), audit_entries=len(audit), catalogue_revisions=len(src_cat)-len(have), jobs=len(jobs), item_ids=ids['item'], user_ids=ids['user'], events=r['rows'], events_there_already=r['duplicates'])
+    return dict(registry=registry, models=len(state['models']), audit_entries=len(audit), catalogue_revisions=len(src_cat)-len(have), jobs=len(jobs), item_ids=ids['item'], user_ids=ids['user'], ingested_files=len(src_ing)-len(had_ing), events=r['rows'], events_there_already=r['duplicates'])

@@ -7,7 +7,7 @@ from conftest import BIN, env_for, recnb, registry_at
 from recnb.errors import Busy, Unavailable
 from recnb.ids import IdMap
 from recnb.registry import IllegalTransition, NothingToRollBack, Registry
-from recnb.store import SCHEMA_HEAD, Database, SqlRegistry, StoreUnavailable
+from recnb.store import SCHEMA_HEAD, Database, FileIngested, SqlIngested, SqlRegistry, StoreUnavailable
 
 def _model(reg, *metrics):
     for m in metrics:
@@ -226,16 +226,18 @@ def test_db_import_copies_a_file_home_and_runs_twice_safely(store_url, tmp_path)
     events_at(str(home/'data'/'interactions.csv')).append(*_batch_frame(3, 7))
     catalogue_at(str(home/'data'/'catalogue.jsonl')).append(dict(op='withdraw', item_ids=[5], actor='t'))
     IdMap(home/'data'/'ids'/'items.jsonl').adopt(pd.Series(['BK2', 'BK1', '17']))
+    FileIngested(home/'data'/'ingested-files.jsonl').record(dict(sha256='ab', file='day1.csv', rows=7, time='2026-12-01T00:00:00+00:00'))
     env = env_for(home, RECNB_STORE_URL=store_url)
     outs = [recnb('db', 'import', env=env).stdout for _ in range(2)]
     for i, out in enumerate(outs):
         assert ('copied' if i == 0 else 'already imported') in out and f"{'7' if i == 0 else '0'} events copied" in out, out
-        assert f"{'3' if i == 0 else '0'} item and 0 user ids" in out, out
+        assert f"{'3' if i == 0 else '0'} item and 0 user ids, {'1' if i == 0 else '0'} ingested files" in out, out
     sql = registry_at(store_url)
     assert sql.load()['models'] == reg.load()['models'] and sql.audit() == reg.audit()
     assert [j['id'] for j in jobs_at(store_url).list()] == [j['id'] for j in js.list()]
     assert events_at(store_url).count() == 7 and catalogue_at(store_url).entries() == catalogue_at(str(home/'data'/'catalogue.jsonl')).entries()
     assert ids_at(store_url).external([0, 1, 2]) == ['17', 'BK1', 'BK2']
+    assert SqlIngested(Database(store_url)).find('ab')['file'] == 'day1.csv'  # the same file is refused on every host
     assert not ids_at(store_url, 'user').strings  # the home's user ids are integers: no map started
     assert '1.0.1' in recnb('models', 'list', env=env).stdout  # the CLI reads the database now
     reg.register('m', params={'rank': 8}, embedding_model='e')  # the file home moves on
@@ -292,3 +294,18 @@ def test_catalogue_revisions_from_racing_hosts_are_numbered_once(registry_place)
     with ThreadPoolExecutor(4) as ex:
         revs = list(ex.map(lambda i: catalogue_at(where).append(dict(op='withdraw', item_ids=[i]))['revision'], range(40)))
     assert sorted(revs) == list(range(1, 41)) and [e['revision'] for e in catalogue_at(where).entries()] == list(range(1, 41))
+
+def ingested_at(where:str):
+    "The log of ingested files in a database or a directory, whose lock waits 1 s."
+    return SqlIngested(Database(where), timeout=1) if '://' in where else FileIngested(Path(where)/'ingested-files.jsonl', timeout=1)
+
+def test_ingested_files_contract(registry_place):
+    g = ingested_at(registry_place)
+    assert g.entries() == [] and g.find('ab') is None
+    with g.lock(): g.record(dict(sha256='ab', file='a.csv', rows=2, time='t1'))
+    g.record(dict(sha256='ab', file='again.csv', rows=2, time='t2'))  # ingested again with --allow-duplicate
+    assert g.find('ab')['file'] == 'a.csv' and [e['time'] for e in g.entries()] == ['t1', 't2']
+    other = ingested_at(registry_place)  # another host
+    with g.lock():
+        with pytest.raises(Busy, match='ingest lock'), other.lock(): pass
+    with other.lock(): assert other.find('ab')['rows'] == 2  # free again
