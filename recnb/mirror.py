@@ -20,7 +20,7 @@ from mlflow.models import Model, ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 from .config import Settings, get_settings
 from .errors import Unavailable
-from .registry import NotFound, Registry, version_dir
+from .registry import NotFound, Registry, files_digest, version_dir
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +257,9 @@ def fetch(self:MlflowMirror, name:str, entry:dict, dest)->Path:
         rel = conf.flavors['python_function']['artifacts']['model']['path']  # where save_pyfunc's copy of the recnb model is
         got = Path(mlflow.artifacts.download_artifacts(f"{src}/{rel}", dst_path=d, tracking_uri=self.uri))
         if not (got/'model.json').exists(): raise NotFound(f"MLflow's copy of {name} {entry['version']} holds no recnb model (no model.json)")
+        if (want := entry.get('files_sha256')) and (have := files_digest(got)) != want:
+            raise Unavailable(f"MLflow's copy of {name} {entry['version']} is not the files that were trained (SHA-256 {have[:12]}, "
+                              f"recorded {want[:12]}): nothing was installed; the copy in the artifact store was changed or damaged")
         try: os.rename(got, dest)
         except OSError:
             if not (dest/'model.json').exists(): raise  # else another process fetched it first: keep that copy

@@ -16,7 +16,7 @@ from .embeddings import EmbeddingCache, MODEL_ID
 from .model import HybridRecommender, Params
 from .ids import id_maps
 from .vectorstore import open_store
-from .registry import Registry, home_path
+from .registry import Registry, files_digest, home_path
 from .store import open_stores
 
 # %% auto #0
@@ -101,7 +101,7 @@ def train(settings:Settings|None=None, # Where stores live; `data_dir` and `mode
             m.card['train_seconds'] = round(sum(m.card['timings'].values()), 2)
         finally: store.close()
         m.save(path)
-        reg.update(s.model_name, m.version, collection=m.collection, path=home_path(s.home, path))
+        reg.update(s.model_name, m.version, collection=m.collection, path=home_path(s.home, path), files_sha256=files_digest(path))
         reg.transition(s.model_name, m.version, 'validation', actor, reason)
     except BaseException as ex:
         reg.transition(s.model_name, m.version, 'archived', actor, f"training failed: {type(ex).__name__}: {ex}")

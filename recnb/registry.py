@@ -6,7 +6,7 @@ Docs: https://recnb.github.io/recnb/registry.html.md"""
 
 # %% ../nbs/05b_registry.ipynb #2fa2cf4f
 from __future__ import annotations
-import json, logging, os, re
+import hashlib, json, logging, os, re
 from contextlib import contextmanager
 from copy import deepcopy
 from datetime import datetime, timezone
@@ -18,7 +18,7 @@ from .store import SCHEMA_VERSION, CorruptRegistry, FileRegistry, RegistryError,
 
 # %% auto #0
 __all__ = ['STAGES', 'LEGAL', 'SCHEMA_VERSION', 'log', 'NotFound', 'IllegalTransition', 'parse_version', 'bump', 'bump_kind',
-           'Registry', 'alias_name', 'NothingToRollBack', 'home_path', 'version_dir']
+           'Registry', 'alias_name', 'NothingToRollBack', 'home_path', 'version_dir', 'files_digest']
 
 # %% ../nbs/05b_registry.ipynb #0347c90f
 STAGES = ('training', 'validation', 'production', 'archived')
@@ -143,7 +143,7 @@ def register(self:Registry, name:str, # Model name
         return deepcopy(m['versions'][version])
 
 # %% ../nbs/05b_registry.ipynb #a6c1a267
-_fields = ('metrics', 'params', 'tags', 'data_fingerprint', 'collection', 'path', 'report', 'embedding_model', 'catalogue')
+_fields = ('metrics', 'params', 'tags', 'data_fingerprint', 'collection', 'path', 'report', 'embedding_model', 'catalogue', 'files_sha256')
 
 def _check_fields(fields:dict):
     "Refuse fields a version does not have."
@@ -294,6 +294,13 @@ def version_dir(home, entry:dict)->Path:
     if p.is_absolute(): return p
     if home is None: raise ValueError(f"version {entry.get('version')}'s path {p} is relative to a home, and none was given")
     return Path(home)/p
+
+def files_digest(d)->str:
+    "The SHA-256 of the files under directory `d`: of each one's path relative to `d` and its content's SHA-256, in path order."
+    d, h = Path(d), hashlib.sha256()
+    for p in sorted(q for q in d.rglob('*') if q.is_file()):
+        with open(p, 'rb') as f: h.update(f"{p.relative_to(d).as_posix()}\0{hashlib.file_digest(f, 'sha256').hexdigest()}\n".encode())
+    return h.hexdigest()
 
 # %% ../nbs/05b_registry.ipynb #62174107
 _metric_re = re.compile(r'^\s*([\w@.\-]+)\s*(>=|<=|>|<|==)\s*(-?[\d.]+(?:e-?\d+)?)\s*$')

@@ -50,7 +50,7 @@ class VersionRecord(BaseModel):
     version:str; stage:Literal[STAGES]; created_at:str; deployed_at:str|None = None
     params:dict[str, Any] = {}; metrics:dict[str, Any] = {}; tags:dict[str, str] = {}
     data_fingerprint:str|None = None; embedding_model:str|None = None
-    collection:str|None = None; path:str|None = None; report:str|None = None; mlflow:dict[str, Any]|None = None
+    collection:str|None = None; path:str|None = None; files_sha256:str|None = None; report:str|None = None; mlflow:dict[str, Any]|None = None
 
 # %% ../nbs/16_usecases.ipynb #a053da64
 class ModelSummary(BaseModel):
