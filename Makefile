@@ -58,7 +58,7 @@ nbtest: install
 # waiting on the servers and jobs they start, so two halves take little more than the longer one. The files come
 # in tests/conftest.py's order: the two workers train the session's model once between them, and the other runs meanwhile.
 pytest: install
-	$(BIN)/python -m pytest tests -q -m "not heavy" -n 2 --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest tests -q -m "not heavy" -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 # The tests marked heavy (tests/test_wheel.py, test_lab.py, test_spark.py: the wheel in venvs of its own,
 # JupyterLab in a browser, Spark): about 10 minutes (3 of them training the session model), so `make test` stays under 25 minutes.
