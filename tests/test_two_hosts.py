@@ -1,12 +1,13 @@
 """Two API hosts that share no filesystem: `recnb serve` twice, each with a RECNB_HOME of its own, one
 PostgreSQL (RECNB_STORE_URL) for what they share and one `mlflow server` for the versions' files.
 A version trained on host A and promoted through host B's API is served by both; events posted to A
-change B's answers; concurrent promotions and rollbacks from both leave one production version and
+change B's answers; a file ingested on A is refused on B; concurrent promotions and rollbacks from both leave one production version and
 a complete audit log; `recnb retrain` started on both at once runs one job; and a PostgreSQL restart
 under traffic costs no answer, only writes, and only while it is down."""
 import json, subprocess, threading, time
 import httpx, pytest
 from conftest import API_KEY, BIN, Server, env_for, free_port, recnb, registry_at, start_mlflow
+from recnb.registry import files_digest
 from recnb.synthetic import synthetic_dataset, write_synthetic
 
 KEY = {'X-API-Key': API_KEY}
@@ -51,6 +52,8 @@ def test_trained_on_a_promoted_through_b_served_by_both(hosts):
     # B fetched the version's files from MLflow into its own home, and built its own index of them
     assert (root/'b'/'home'/'models'/'movielens'/'1.0.0'/'model.json').exists()
     assert not (root/'b'/'home'/'registry'/'registry.json').exists() and not (root/'a'/'home'/'registry'/'registry.json').exists()
+    want = registry_at(hosts['url']).get('movielens', '1.0.0')['files_sha256']  # recorded on A when it saved them
+    assert files_digest(root/'b'/'home'/'models'/'movielens'/'1.0.0') == files_digest(root/'a'/'home'/'models'/'movielens'/'1.0.0') == want
     for body in ({'user_id': u, 'k': 10} for u in range(1, 8)):
         assert rec(a, body) == rec(b, body)
 
@@ -65,6 +68,14 @@ def test_events_posted_to_a_change_answers_on_b(hosts):
     assert until(lambda: rec(a, {'user_id': 5, 'k': 10})[1] == rec(b, {'user_id': 5, 'k': 10})[1], 'A and B answer differently')
     again = httpx.post(b + '/events', headers=KEY, json={'events': [dict(user_id=5, item_id=i, rating=5., event_id=f"two-hosts-{i}") for i in liked]}, timeout=30)
     assert again.status_code == 200 and again.json()['duplicates'] == len(liked), again.text  # a retry through the other host adds nothing
+
+def test_a_file_ingested_on_a_is_refused_on_b(hosts):
+    items = rec(hosts['b'], {'user_id': 7, 'k': 3})[1]
+    f = hosts['root']/'day2.csv'
+    f.write_text('user_id,item_id,rating,timestamp\n' + ''.join(f"7,{i},4.0,{1_700_000_000 + n}\n" for n, i in enumerate(items)))
+    assert 'ingested 3 interactions' in recnb('ingest', str(f), env=hosts['env']['a']).stdout
+    again = recnb('ingest', str(f), env=hosts['env']['b'], check=False)  # B has no copy of A's files: the store holds the log
+    assert again.returncode == 2 and 'this content was already ingested (3 rows from' in again.stderr, again.stderr
 
 def test_concurrent_promotions_and_rollbacks_from_both_hosts(hosts):
     a, b = hosts['a'], hosts['b']
