@@ -8,7 +8,6 @@ Docs: https://recnb.github.io/recnb/drift.html.md"""
 from __future__ import annotations
 from dataclasses import dataclass, asdict
 import numpy as np, pandas as pd
-from scipy import stats
 from scipy.spatial import distance
 
 # %% auto #0
@@ -24,6 +23,7 @@ def _freqs(ref:pd.Series, cur:pd.Series):
 # %% ../nbs/10_drift.ipynb #c17d9695
 def ks(ref, cur)->tuple[float, float]:
     "Kolmogorov–Smirnov statistic and p-value."
+    from scipy import stats  # here, not at import: scipy.stats takes a second to import, and most commands test no drift
     r = stats.ks_2samp(np.asarray(ref, float), np.asarray(cur, float))
     return float(r.statistic), float(r.pvalue)
 
@@ -55,6 +55,7 @@ def psi(ref, cur, bins:int=10, eps:float=1e-4)->float:
 # %% ../nbs/10_drift.ipynb #64d9005b
 def chisquare(ref:pd.Series, cur:pd.Series)->tuple[float, float]:
     "Chi-square statistic and p-value of the current counts against the reference frequencies."
+    from scipy import stats
     r, c = _freqs(ref, cur)
     res = stats.chisquare(c, r*len(cur)/len(ref))
     return float(res.statistic), float(res.pvalue)
@@ -71,6 +72,7 @@ def jensenshannon(ref:pd.Series, cur:pd.Series, numerical:bool=False)->float:
 # %% ../nbs/10_drift.ipynb #562ee49c
 def ztest(ref:pd.Series, cur:pd.Series)->tuple[float, float]:
     "Two-proportion z statistic and two-sided p-value for a column with at most two values."
+    from scipy import stats
     keys = sorted(pd.concat([ref, cur]).unique().tolist(), key=str)
     if len(keys) < 2: return 0., 1.
     p1, p2 = float((ref != keys[0]).mean()), float((cur != keys[0]).mean())

@@ -20,13 +20,13 @@ from mlflow.models import Model, ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 from .config import Settings, get_settings
 from .errors import Unavailable
-from .registry import NotFound, Registry, files_digest, version_dir
+from .registry import NotFound, Registry, files_digest, version_dir, version_files
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'tracking_uri', 'RecnbPyfunc', 'pyfunc_signature', 'pyfunc_example', 'pyfunc_requirements', 'save_pyfunc',
-           'MlflowMirror', 'sync_quietly', 'log_run_quietly', 'version_files']
+           'MlflowMirror', 'sync_quietly', 'log_run_quietly']
 
 # %% ../nbs/05c_mirror.ipynb #57b31948
 def tracking_uri(settings:Settings|None=None)->str:
@@ -264,14 +264,3 @@ def fetch(self:MlflowMirror, name:str, entry:dict, dest)->Path:
         except OSError:
             if not (dest/'model.json').exists(): raise  # else another process fetched it first: keep that copy
     return dest
-
-# %% ../nbs/05c_mirror.ipynb #2221be48
-def version_files(settings:Settings, name:str, entry:dict)->Path:
-    "The directory of version `entry` of `name`'s files on this host: in its home, fetched there from the MLflow mirror first when missing."
-    d = version_dir(settings.home, entry)
-    if Path(entry['path']).is_absolute() and not (d/'model.json').exists():
-        d = settings.models_dir/name/entry['version']  # an older version's absolute path, not on this host: fetched into this home
-    if (d/'model.json').exists(): return d
-    if not settings.mlflow_mirror: raise NotFound(f"{name} {entry['version']}'s files are not on this host ({d}), and the MLflow mirror is switched off")
-    log.info("fetching %s %s's files from MLflow into %s", name, entry['version'], d)
-    return MlflowMirror.from_settings(settings).fetch(name, entry, d)

@@ -18,7 +18,7 @@ from .store import SCHEMA_VERSION, CorruptRegistry, FileRegistry, RegistryError,
 
 # %% auto #0
 __all__ = ['STAGES', 'LEGAL', 'SCHEMA_VERSION', 'log', 'NotFound', 'IllegalTransition', 'parse_version', 'bump', 'bump_kind',
-           'Registry', 'alias_name', 'NothingToRollBack', 'home_path', 'version_dir', 'files_digest']
+           'Registry', 'alias_name', 'NothingToRollBack', 'home_path', 'version_dir', 'files_digest', 'version_files']
 
 # %% ../nbs/05b_registry.ipynb #0347c90f
 STAGES = ('training', 'validation', 'production', 'archived')
@@ -301,6 +301,18 @@ def files_digest(d)->str:
     for p in sorted(q for q in d.rglob('*') if q.is_file()):
         with open(p, 'rb') as f: h.update(f"{p.relative_to(d).as_posix()}\0{hashlib.file_digest(f, 'sha256').hexdigest()}\n".encode())
     return h.hexdigest()
+
+# %% ../nbs/05b_registry.ipynb #174f982b
+def version_files(settings:Settings, name:str, entry:dict)->Path:
+    "The directory of version `entry` of `name`'s files on this host: in its home, fetched there from the MLflow mirror first when missing."
+    d = version_dir(settings.home, entry)
+    if Path(entry['path']).is_absolute() and not (d/'model.json').exists():
+        d = settings.models_dir/name/entry['version']  # an older version's absolute path, not on this host: fetched into this home
+    if (d/'model.json').exists(): return d
+    if not settings.mlflow_mirror: raise NotFound(f"{name} {entry['version']}'s files are not on this host ({d}), and the MLflow mirror is switched off")
+    from recnb.mirror import MlflowMirror, log as mirror_log  # MLflow takes seconds to import: only when a fetch is needed
+    mirror_log.info("fetching %s %s's files from MLflow into %s", name, entry['version'], d)
+    return MlflowMirror.from_settings(settings).fetch(name, entry, d)
 
 # %% ../nbs/05b_registry.ipynb #62174107
 _metric_re = re.compile(r'^\s*([\w@.\-]+)\s*(>=|<=|>|<|==)\s*(-?[\d.]+(?:e-?\d+)?)\s*$')

@@ -18,11 +18,10 @@ from .errors import InvalidInput, NotFoundError, Unavailable
 from .drift import DriftReport, data_drift
 from .evaluation import evaluate_version
 from .logs import get_logger
-from .mirror import log_run_quietly, sync_quietly, version_files
 from .model import HybridRecommender, Params, Recommendations, params_of
 from .data import current_data
 from .pipeline import attached, embedding_cache, train as _train
-from .registry import STAGES, NotFound, Registry, alias_name
+from .registry import STAGES, NotFound, Registry, alias_name, version_files
 from .vectorstore import Filters, open_store
 from .retraining import (Decision, DecisionCache, check_retrain as _check_retrain, compare_with_production, decision_key,
                               ingest as _ingest, promotion_decision)
@@ -119,6 +118,7 @@ def history(settings:Settings|None, name:str, registry:Registry|None=None)->list
 def sync(settings:Settings|None=None, name:str|None=None, # One model; default every model
          registry:Registry|None=None)->dict[str, dict]:
     "Mirror the registry to MLflow (never raises); per model, how many versions are mirrored and pending, and the error."
+    from recnb.mirror import sync_quietly  # MLflow takes seconds to import: only where a command mirrors
     s = settings or get_settings()
     reg = _registry(s, registry)
     return {n: sync_quietly(s, reg, n) for n in ([name] if name else [m['name'] for m in reg.models()])}
@@ -377,6 +377,7 @@ def cached_check_retrain(settings:Settings|None, cache:DecisionCache, monitoring
 # %% ../nbs/16_usecases.ipynb #4a9236f3
 def _record_report(settings:Settings, kind:str, res:dict)->str:
     "Link a report notebook from its registry version and log it to MLflow; what MLflow said."
+    from recnb.mirror import log_run_quietly
     reg, v = Registry.from_settings(settings), res['version']
     reg.update(settings.model_name, v, report=res['path'], tags={f"report_{kind}": res['path'], f"report_{kind}_html": res['html']})
     r = log_run_quietly(settings, settings.model_name, f"report-{settings.model_name}-{v}", {'recnb_version': v, 'kind': 'report'},
