@@ -12,13 +12,12 @@ export TRANSFORMERS_OFFLINE := 1
 install: $(STAMP)
 
 # torch first, pinned to the CPU build, so sentence-transformers does not pull a CUDA build.
-# Every install takes its versions from constraints.txt, so each run installs the same ones. --no-compile: Python
-# compiles the modules a run imports when it first imports them, instead of pip compiling every file it installs.
+# Every install takes its versions from constraints.txt, so each run installs the same ones.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q --no-compile -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install -q --no-compile -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
 
 # Refresh constraints.txt after changing the dependencies in pyproject.toml (or to take newer releases):
