@@ -6,7 +6,7 @@ Docs: https://recnb.github.io/recnb/retraining.html.md"""
 
 # %% ../nbs/13_retraining.ipynb #108dd13f
 from __future__ import annotations
-import hashlib, json, shutil, threading, time
+import hashlib, threading, time
 from dataclasses import dataclass, asdict
 from datetime import datetime, timezone
 from pathlib import Path
