@@ -127,11 +127,11 @@ def baselines(m, train, test, n_users:int, budget:float)->dict:
 def serving(home:Path, env, n:int=2000)->dict:
     "In-process recommend latency and HNSW recall@10 on the production model."
     from recnb.config import Settings
-    from recnb.usecases import production_model
+    from recnb.usecases import Context, production_model
     from recnb.vectorstore import open_store
     s = Settings(home=home, model_name=NAME, mlflow_mirror=False)
     store = open_store(s)
-    m = production_model(s, store)
+    m = production_model(Context(s), store)
     rs = np.random.RandomState(2)
     rows = rs.choice(len(m.user_ids), 2*n, replace=False)
     for u in rows[n:n+200]: m.recommend(user_id=int(m.user_ids[u]), k=10)  # warm-up on other users

@@ -35,10 +35,10 @@ def free_port():
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 def in_process(settings, n):
-    from recnb.usecases import production_model
+    from recnb.usecases import Context, production_model
     from recnb.vectorstore import open_store
     store = open_store(settings)
-    m = production_model(settings, store)
+    m = production_model(Context(settings), store)
     users = m.user_ids[np.random.RandomState(0).randint(0, len(m.user_ids), n)]
     H = m.item_vectors()['hybrid']
     qs = [m.query_vector(m.seen.indices[m.seen.indptr[u]:m.seen.indptr[u+1]]) for u in np.searchsorted(m.user_ids, users)]
@@ -140,13 +140,13 @@ def main():
     a = ap.parse_args()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     from recnb.config import Settings
-    from recnb.usecases import promote_if_none, train
-    from recnb.registry import Registry
+    from recnb.usecases import Context, promote_if_none, train
     s = Settings(home=a.home, mlflow_mirror=False)
-    if not Registry.from_settings(s).models():
+    ctx = Context(s)
+    if not ctx.registry.models():
         print(f"training a model on the bundled data into {a.home} ...")
-        train(s)
-    promote_if_none(s)
+        train(ctx)
+    promote_if_none(ctx)
     rec, floor, shape = in_process(s, a.requests)
     env = {**os.environ, 'RECNB_HOME': str(a.home), 'HF_HUB_OFFLINE': '1'}
     users = [int(u) for u in np.random.RandomState(1).randint(1, 611, 500)]

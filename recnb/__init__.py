@@ -37,26 +37,27 @@ class OpenModel:
     def __dir__(self): return sorted({*super().__dir__(), *dir(self.model)})
 
 # %% ../nbs/29_python_api.ipynb #1abe3f27
-def _no_production(s:Settings)->str:
-    "Why `s.model_name` has no production model, and what to run."
+def _no_production(ctx)->str:
+    "Why the context's model has no production model, and what to run."
     from recnb.usecases import is_registered
-    if is_registered(s): todo = ("none of its versions is in production; run `recnb models promote --if-none` or `recnb models promote "
-                                 f"{s.model_name} VERSION` (in Python: `recnb.usecases.promote_if_none()`)")
-    else: todo = "it has no version yet; run `recnb train`, then `recnb models promote --if-none` (in Python: `recnb.usecases.train()`, then `recnb.usecases.promote_if_none()`)"
+    s = ctx.settings
+    if is_registered(ctx): todo = ("none of its versions is in production; run `recnb models promote --if-none` or `recnb models promote "
+                                   f"{s.model_name} VERSION` (in Python: `recnb.usecases.promote_if_none(Context.open())`)")
+    else: todo = ("it has no version yet; run `recnb train`, then `recnb models promote --if-none` (in Python: `recnb.usecases.train(Context.open())`, "
+                  "then `recnb.usecases.promote_if_none(Context.open())`)")
     return f"no production model {s.model_name!r} in {s.home}: {todo}"
 
 # %% ../nbs/29_python_api.ipynb #121389b5
 def open(settings:Settings|None=None # Default: the `RECNB_*` environment (`recnb.config.get_settings()`)
         )->OpenModel:
     "The production version of `settings.model_name`, attached to its vector store, which stays open until `close()` or the end of a `with` block."
-    from recnb.config import get_settings
     from recnb.errors import NotFoundError
-    from recnb.usecases import production_model
+    from recnb.usecases import Context, production_model
     from recnb.vectorstore import open_store
-    s = settings or get_settings()
-    store = open_store(s)
+    ctx = Context.open(settings)
+    store = open_store(ctx.settings)
     try:
-        m = production_model(s, store)
-        if m is None: raise NotFoundError(_no_production(s))
+        m = production_model(ctx, store)
+        if m is None: raise NotFoundError(_no_production(ctx))
     except BaseException: store.close(); raise
     return OpenModel(m, store)

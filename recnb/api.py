@@ -29,12 +29,13 @@ from .vectorstore import Filters
 from .observability import Observer, _request_id, log
 
 # %% auto #0
-__all__ = ['IdIn', 'HTTP_STATUS', 'SettingsDep', 'RegistryDep', 'StoreDep', 'ModelDep', 'ObserverDep', 'api_key_header',
-           'NAME_PATTERN', 'VERSION_PATTERN', 'JOB_ID_PATTERN', 'NameParam', 'VersionParam', 'JobIdParam',
-           'recommendations', 'operations', 'faults', 'FiltersIn', 'RecommendRequest', 'ErrorOut', 'error_responses',
-           'RecItem', 'RecommendResponse', 'error_response', 'get_settings_dep', 'get_registry', 'get_store',
-           'get_model', 'get_observer', 'require_api_key', 'ActionIn', 'refresh', 'follow_live', 'SearchBatcher',
-           'recommend', 'livez', 'readyz', 'health', 'metrics', 'summary', 'FaultsIn', 'set_faults']
+__all__ = ['IdIn', 'HTTP_STATUS', 'SettingsDep', 'ContextDep', 'RegistryDep', 'StoreDep', 'ModelDep', 'ObserverDep',
+           'api_key_header', 'NAME_PATTERN', 'VERSION_PATTERN', 'JOB_ID_PATTERN', 'NameParam', 'VersionParam',
+           'JobIdParam', 'recommendations', 'operations', 'faults', 'FiltersIn', 'RecommendRequest', 'ErrorOut',
+           'error_responses', 'RecItem', 'RecommendResponse', 'error_response', 'get_settings_dep', 'get_context',
+           'get_registry', 'get_store', 'get_model', 'get_observer', 'require_api_key', 'ActionIn', 'refresh',
+           'follow_live', 'SearchBatcher', 'recommend', 'livez', 'readyz', 'health', 'metrics', 'summary', 'FaultsIn',
+           'set_faults']
 
 # %% ../nbs/21_api.ipynb #15933539
 class FiltersIn(BaseModel):
@@ -111,13 +112,15 @@ def error_response(request:Request, e:RecnbError)->JSONResponse:
 
 # %% ../nbs/21_api.ipynb #5534fda7
 async def get_settings_dep(request:Request)->Settings: return request.app.state.settings
-async def get_registry(request:Request)->Registry: return request.app.state.registry
+async def get_context(request:Request)->uc.Context: return request.app.state.ctx
+async def get_registry(request:Request)->Registry: return request.app.state.ctx.registry
 async def get_store(request:Request): return request.app.state.store
 async def get_model(request:Request)->HybridRecommender|None: return request.app.state.model
 async def get_observer(request:Request)->Observer: return request.app.state.observer
 
 # %% ../nbs/21_api.ipynb #9d06cf6a
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+ContextDep = Annotated[uc.Context, Depends(get_context)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 StoreDep = Annotated[Any, Depends(get_store)]
 ModelDep = Annotated[HybridRecommender|None, Depends(get_model)]
@@ -165,8 +168,8 @@ def _check(name:str):
 # %% ../nbs/21_api.ipynb #41d26c25
 def _load_production(app)->HybridRecommender|None:
     "The registry's production model, loaded and warmed up, if it is not the one being served."
-    s, reg, cur = app.state.settings, app.state.registry, app.state.model
-    m = uc.production_model(s, app.state.store, reg, unless=cur and cur.version)  # several workers: one indexes a missing collection
+    cur = app.state.model
+    m = uc.production_model(app.state.ctx, app.state.store, unless=cur and cur.version)  # several workers: one indexes a missing collection
     if m is None: return None
     m.recommend(user_id=m.ids.users.external(m.user_ids[:1])[0], k=1); m.recommend(user_id=-1, k=1)  # open the shard, fill caches
     load_encoder()
@@ -187,7 +190,7 @@ async def refresh(app:FastAPI)->bool:
 async def follow_live(app:FastAPI)->dict|None:
     "Bring the served model up to date with the live catalogue and the interactions since; what it applied."
     m = app.state.model
-    return None if m is None else await run_in_threadpool(uc.follow, app.state.settings, m)
+    return None if m is None else await run_in_threadpool(uc.follow, app.state.ctx, m)
 
 # %% ../nbs/21_api.ipynb #462721d6
 def _components(m:HybridRecommender|None, store, registry:Registry)->list[dict]:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .data import DataValidationError
 from . import usecases as uc
 from .usecases import CatalogueChange
-from .api import IdIn, RegistryDep, SettingsDep, StoreDep, error_responses, follow_live, require_api_key
+from .api import ContextDep, IdIn, StoreDep, error_responses, follow_live, require_api_key
 
 # %% auto #0
 __all__ = ['catalogue', 'ItemIn', 'ItemsIn', 'ItemIdsIn', 'EventIn', 'EventsIn', 'EventsOut', 'invalid', 'add_items',
@@ -83,27 +83,27 @@ async def _change(request:Request, key:str, f, *args):
 
 # %% ../nbs/22a_catalogue_routes.ipynb #d2ae33b0
 @catalogue.post('/items')
-async def add_items(body:ItemsIn, request:Request, s:SettingsDep, reg:RegistryDep, store:StoreDep)->CatalogueChange:
+async def add_items(body:ItemsIn, request:Request, ctx:ContextDep, store:StoreDep)->CatalogueChange:
     "Add or change items (all or nothing); new ones are recommended at once, with factors predicted from their text. Needs the API key."
     df = pd.DataFrame([i.model_dump() for i in body.items])
-    return await _change(request, 'items', uc.add_items, s, df, body.actor, store, reg)
+    return await _change(request, 'items', uc.add_items, ctx, df, body.actor, store)
 
 # %% ../nbs/22a_catalogue_routes.ipynb #0b134a42
 @catalogue.post('/items/withdraw')
-async def withdraw_items(body:ItemIdsIn, request:Request, s:SettingsDep, reg:RegistryDep, store:StoreDep)->CatalogueChange:
+async def withdraw_items(body:ItemIdsIn, request:Request, ctx:ContextDep, store:StoreDep)->CatalogueChange:
     "Keep items out of every answer until they are restored. Needs the API key."
-    return await _change(request, 'item_ids', uc.withdraw_items, s, body.item_ids, body.actor, store, reg)
+    return await _change(request, 'item_ids', uc.withdraw_items, ctx, body.item_ids, body.actor, store)
 
 @catalogue.post('/items/restore')
-async def restore_items(body:ItemIdsIn, request:Request, s:SettingsDep, reg:RegistryDep, store:StoreDep)->CatalogueChange:
+async def restore_items(body:ItemIdsIn, request:Request, ctx:ContextDep, store:StoreDep)->CatalogueChange:
     "Let withdrawn items be recommended again. Needs the API key."
-    return await _change(request, 'item_ids', uc.restore_items, s, body.item_ids, body.actor, store, reg)
+    return await _change(request, 'item_ids', uc.restore_items, ctx, body.item_ids, body.actor, store)
 
 # %% ../nbs/22a_catalogue_routes.ipynb #cf64ac15
 @catalogue.post('/events')
-async def events(body:EventsIn, request:Request, s:SettingsDep)->EventsOut:
+async def events(body:EventsIn, request:Request, ctx:ContextDep)->EventsOut:
     "Append interactions durably (all or nothing); the users' next answers use them. Needs the API key."
     now = int(time.time())
     df = pd.DataFrame([dict(e.model_dump(exclude={'event_id'}), timestamp=now if e.timestamp is None else e.timestamp) for e in body.events])
-    r = await _change(request, 'events', uc.record_events, s, df, '<events>', [e.event_id for e in body.events])
+    r = await _change(request, 'events', uc.record_events, ctx, df, '<events>', [e.event_id for e in body.events])
     return EventsOut(accepted=len(df), users=int(df.user_id.nunique()), duplicates=r['duplicates'])

@@ -151,10 +151,11 @@ def cmd_train(a):
     from recnb import usecases as uc
     s = get_settings()
     if a.data is not None: s = with_data_dir(s, a.data)
-    if a.if_missing and uc.is_registered(s):
+    ctx = uc.Context(s)
+    if a.if_missing and uc.is_registered(ctx):
         print(f"model {s.model_name} is already registered; not training")
         return
-    m, v = uc.train(s, progress=not a.quiet)
+    m, v = uc.train(ctx, progress=not a.quiet)
     e,c = m.card['embedding'],m.card['chosen']
     print(f"trained {m.name} {m.version} in {m.card['train_seconds']} s on {m.card['data']['n_interactions']} interactions")
     print(f"model {m.name}: {name_source(s)}")
@@ -215,24 +216,25 @@ def cmd_recommend(a):
     from recnb import usecases as uc
     if not 1 <= a.k <= 100: raise UsageError(f"--k must be between 1 and 100, got {a.k}")
     f = uc.Filters(a.genres.split(',') if a.genres else None, a.year_min, a.year_max)
-    m, recs = uc.recommend(get_settings(), a.user, a.items, a.query, a.k, f, not a.include_seen)
+    m, recs = uc.recommend(uc.Context.open(), a.user, a.items, a.query, a.k, f, not a.include_seen)
     if a.json: return print(json.dumps(dict(model_version=m.version, cold_start=recs.cold_start, items=[r.__dict__ for r in recs.items])))
     print(f"{m.name} {m.version}" + (" (cold start: popular items)" if recs.cold_start else ""))
     w = max([7, *(len(str(r.item_id)) for r in recs.items)])
     for i,r in enumerate(recs.items, 1): print(f"{i:3d}. {str(r.item_id):>{w}}  {r.score:8.4f}  {r.title}")
 
 # %% ../nbs/30_cli.ipynb #26bd4b96
-def _promote(s, a):
+def _promote(ctx, a):
     from recnb import usecases as uc
+    s = ctx.settings
     if a.if_none:
-        e = uc.promote_if_none(s, a.actor)
+        e = uc.promote_if_none(ctx, a.actor)
         return print(f"promoted {s.model_name} {e.version} to production" if e else f"{s.model_name}: a version is already in production, or none is in validation")
     if not (a.name and a.version): raise UsageError("models promote needs NAME and VERSION (or --if-none)")
-    print(f"promoted {a.name} {uc.promote(s, a.name, a.version, a.actor, a.reason).version} to production")
+    print(f"promoted {a.name} {uc.promote(ctx, a.name, a.version, a.actor, a.reason).version} to production")
 
-def _sync(s, name:str|None):
+def _sync(ctx, name:str|None):
     from recnb import usecases as uc
-    for n, r in uc.sync(s, name).items():
+    for n, r in uc.sync(ctx, name).items():
         print(f"{n}: mirrored {r['mirrored']} versions" + (f"; {r['pending']} pending: {r['error']}" if r['error'] else ''))
         if r['error'] and r['pending']: raise OperationFailed(f"MLflow mirror of {n} incomplete: {r['error']}")
 
@@ -291,24 +293,24 @@ def _show_model(m):
 # %% ../nbs/30_cli.ipynb #813a3ab0
 def cmd_models(a):
     from recnb import usecases as uc
-    s = get_settings()
-    if a.action == 'list' and a.json: _show(uc.models(s))
+    ctx = uc.Context.open()
+    if a.action == 'list' and a.json: _show(uc.models(ctx))
     elif a.action == 'list':
-        for m in uc.models(s): print(f"{m.name:<24} production {m.production or '-':<10} {m.versions} versions")
-    elif a.action == 'show' and a.json: _show(uc.version(s, a.name, a.version) if a.version else uc.model(s, a.name))
-    elif a.action == 'show': _show_version(a.name, uc.version(s, a.name, a.version)) if a.version else _show_model(uc.model(s, a.name))
-    elif a.action == 'history' and a.json: _show(uc.history(s, a.name))
+        for m in uc.models(ctx): print(f"{m.name:<24} production {m.production or '-':<10} {m.versions} versions")
+    elif a.action == 'show' and a.json: _show(uc.version(ctx, a.name, a.version) if a.version else uc.model(ctx, a.name))
+    elif a.action == 'show': _show_version(a.name, uc.version(ctx, a.name, a.version)) if a.version else _show_model(uc.model(ctx, a.name))
+    elif a.action == 'history' and a.json: _show(uc.history(ctx, a.name))
     elif a.action == 'history':
-        for e in uc.history(s, a.name): print(f"{e.time}  {e.version:<9} {e.from_stage or '-':>10} -> {e.to_stage:<10} {e.actor}: {e.reason}")
-    elif a.action == 'promote': _promote(s, a)
-    elif a.action == 'rollback': print(f"rolled {a.name} back to {uc.rollback(s, a.name, a.actor, a.reason).version}")
-    elif a.action == 'sync': _sync(s, a.name)
+        for e in uc.history(ctx, a.name): print(f"{e.time}  {e.version:<9} {e.from_stage or '-':>10} -> {e.to_stage:<10} {e.actor}: {e.reason}")
+    elif a.action == 'promote': _promote(ctx, a)
+    elif a.action == 'rollback': print(f"rolled {a.name} back to {uc.rollback(ctx, a.name, a.actor, a.reason).version}")
+    elif a.action == 'sync': _sync(ctx, a.name)
 
 # %% ../nbs/30_cli.ipynb #56b1b178
 def cmd_evaluate(a):
     from recnb import usecases as uc
     if a.k < 1: raise UsageError(f"--k must be at least 1, got {a.k}")
-    r = uc.evaluate(get_settings(), a.name, a.version, a.against, a.k)
+    r = uc.evaluate(uc.Context.open(), a.name, a.version, a.against, a.k)
     if a.json: return print(json.dumps(r, indent=1))
     print(f"{r['model']} {r['version']}: " + ', '.join(f"{m} {v:.4f}" for m,v in r['metrics'].items() if m != 'users') + f" ({r['metrics']['users']} users)")
     if 'against' in r:
@@ -331,7 +333,7 @@ def cmd_drift(a):
 # %% ../nbs/30_cli.ipynb #9496c7b0
 def cmd_ingest(a):
     from recnb import usecases as uc
-    try: r = uc.ingest(get_settings(), a.file, a.allow_duplicate)
+    try: r = uc.ingest(uc.Context.open(), a.file, a.allow_duplicate)
     except InvalidInput as e:
         if not getattr(e, 'errors', None): raise
         print(f"recnb: error: {e}", file=sys.stderr)
@@ -345,12 +347,12 @@ def cmd_ingest(a):
 # %% ../nbs/30_cli.ipynb #6a528d25
 def cmd_items(a):
     from recnb import usecases as uc
-    s = get_settings()
+    ctx = uc.Context.open(); s = ctx.settings
     if a.action == 'add':
-        c = uc.add_items(s, a.file, a.actor)
+        c = uc.add_items(ctx, a.file, a.actor)
         print(f"catalogue revision {c.revision}: {c.added} added, {c.changed} changed, {c.unchanged} unchanged ({c.embedded} embedded)")
     else:
-        c = (uc.withdraw_items if a.action == 'withdraw' else uc.restore_items)(s, a.item_ids, a.actor)
+        c = (uc.withdraw_items if a.action == 'withdraw' else uc.restore_items)(ctx, a.item_ids, a.actor)
         print(f"catalogue revision {c.revision}: {c.items} items {dict(withdraw='withdrawn', restore='restored')[a.action]}; {c.withdrawn} withdrawn in all")
     if c.model_version: print(f"recorded on {s.model_name} {c.model_version}; a running service picks it up within {s.registry_poll_seconds:g} s")
 
@@ -374,13 +376,13 @@ def _show_job(s, j):
 # %% ../nbs/30_cli.ipynb #6faf31b2
 def cmd_retrain(a):
     from recnb import usecases as uc
-    s = get_settings()
+    ctx = uc.Context.open(); s = ctx.settings
     if a.dry_run:
-        d = uc.check_retrain(s).to_dict()
+        d = uc.check_retrain(ctx).to_dict()
         if a.json: return print(json.dumps(dict(dry_run=True, decision=d), indent=1))
         _show_decision(d); print("dry run: nothing was changed")
         return 0
-    j = uc.retrain(s, force=a.force, reason=a.reason, trigger='cli', parameters={n: _value(v) for n, v in a.param})
+    j = uc.retrain(ctx, force=a.force, reason=a.reason, trigger='cli', parameters={n: _value(v) for n, v in a.param})
     if a.json: _show(j)
     else: _show_job(s, j)
     return 1 if j.state == 'failed' else 0
@@ -399,18 +401,18 @@ def _show_jobs(jobs:list, note_width:int=40):
 # %% ../nbs/30_cli.ipynb #d39b37a9
 def cmd_schedule(a):
     from recnb.scheduler import run_scheduler
-    from recnb.usecases import JobRecord
-    for r in run_scheduler(get_settings(), once=a.once) or []:
+    from recnb.usecases import Context, JobRecord
+    for r in run_scheduler(Context.open(), once=a.once) or []:
         if r is None: continue
         if isinstance(r, JobRecord): print(f"retrain job {r.id}: {r.state}" + (f" ({r.promotion_reason})" if r.promotion_reason else ''))
         else: print(f"evaluation report {r.path}" + (f" (error: {r.error})" if r.error else ''))
 
 def cmd_jobs(a):
     from recnb import usecases as uc
-    s = get_settings()
-    if a.action == 'list' and a.json: _show(uc.jobs(s, a.limit))
-    elif a.action == 'list': _show_jobs(uc.jobs(s, a.limit))
-    else: _show(uc.job(s, a.id))
+    ctx = uc.Context.open()
+    if a.action == 'list' and a.json: _show(uc.jobs(ctx, a.limit))
+    elif a.action == 'list': _show_jobs(uc.jobs(ctx, a.limit))
+    else: _show(uc.job(ctx, a.id))
 
 # %% ../nbs/30_cli.ipynb #864b80e1
 def cmd_db(a):

@@ -13,11 +13,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from .config import Settings
 from .errors import InvalidInput
-from .registry import Registry
 from . import usecases as uc
 from .usecases import JobRecord, ModelRecord, ModelSummary, StageChange, VersionRecord
 from .observability import Observer, _live_degradation
-from .api import (ActionIn, ErrorOut, JobIdParam, NameParam, ObserverDep, RegistryDep, SettingsDep, StoreDep, VersionParam,
+from .api import (ActionIn, ContextDep, ErrorOut, JobIdParam, NameParam, ObserverDep, StoreDep, VersionParam,
                        _check, _has_key, api_key_header, error_responses, refresh, require_api_key)
 
 # %% auto #0
@@ -29,52 +28,52 @@ models = APIRouter(prefix='/models', tags=['models'], responses=error_responses(
 _name = {'name': '$response.body#/0/name'}
 
 @models.get('', responses={200: {'links': {'show': {'operationId': 'show_model', 'parameters': _name}, 'rollback': {'operationId': 'rollback', 'parameters': _name}}}})
-async def list_models(reg:RegistryDep, s:SettingsDep)->list[ModelSummary]:
+async def list_models(ctx:ContextDep)->list[ModelSummary]:
     "Every model with its production version."
-    return await run_in_threadpool(uc.models, s, reg)
+    return await run_in_threadpool(uc.models, ctx)
 
 # %% ../nbs/22_routes.ipynb #20a09354
 @models.get('/{name}/production', responses=error_responses(404))
-async def production(name:NameParam, reg:RegistryDep, s:SettingsDep)->VersionRecord:
+async def production(name:NameParam, ctx:ContextDep)->VersionRecord:
     "The production version of a model."
-    e = await run_in_threadpool(uc.production, s, name, reg)
+    e = await run_in_threadpool(uc.production, ctx, name)
     if e is None: raise HTTPException(404, f"model {name!r} has no production version")
     return e
 
 # %% ../nbs/22_routes.ipynb #0e47c622
 @models.get('/{name}/history', responses=error_responses(404))
-async def history(name:NameParam, reg:RegistryDep, s:SettingsDep)->list[StageChange]:
+async def history(name:NameParam, ctx:ContextDep)->list[StageChange]:
     "Every stage change of a model, oldest first."
-    return await run_in_threadpool(uc.history, s, name, reg)
+    return await run_in_threadpool(uc.history, ctx, name)
 
 # %% ../nbs/22_routes.ipynb #a32fde1e
 @models.post('/{name}/versions/{version}/promote', operation_id='promote', dependencies=[Depends(require_api_key)], responses=error_responses(400, 401, 404, 409))
-async def promote(name:NameParam, version:VersionParam, request:Request, background:BackgroundTasks, reg:RegistryDep,
-                  store:StoreDep, s:SettingsDep, body:ActionIn|None=None)->VersionRecord:
+async def promote(name:NameParam, version:VersionParam, request:Request, background:BackgroundTasks, ctx:ContextDep,
+                  store:StoreDep, body:ActionIn|None=None)->VersionRecord:
     "Put a version in production; the previous one is archived. Needs the API key."
     b = body or ActionIn()
-    e = await run_in_threadpool(uc.promote, s, name, version, b.actor, b.reason, store, reg, False)
-    if name == s.model_name: await refresh(request.app)
-    background.add_task(uc.sync, s, name, reg)  # MLflow after the answer
+    e = await run_in_threadpool(uc.promote, ctx, name, version, b.actor, b.reason, store, False)
+    if name == ctx.settings.model_name: await refresh(request.app)
+    background.add_task(uc.sync, ctx, name)  # MLflow after the answer
     return e
 
 # %% ../nbs/22_routes.ipynb #9aaa7002
 @models.post('/{name}/rollback', operation_id='rollback', dependencies=[Depends(require_api_key)], responses=error_responses(400, 401, 404, 409))
-async def rollback(name:NameParam, request:Request, background:BackgroundTasks, reg:RegistryDep,
-                   store:StoreDep, s:SettingsDep, body:ActionIn|None=None)->VersionRecord:
+async def rollback(name:NameParam, request:Request, background:BackgroundTasks, ctx:ContextDep,
+                   store:StoreDep, body:ActionIn|None=None)->VersionRecord:
     "Put the previous production version back. Needs the API key."
     b = body or ActionIn()
-    e = await run_in_threadpool(uc.rollback, s, name, b.actor, b.reason, store, reg, False)  # an empty reason is recorded as 'rollback'
-    if name == s.model_name: await refresh(request.app)
-    background.add_task(uc.sync, s, name, reg)
+    e = await run_in_threadpool(uc.rollback, ctx, name, b.actor, b.reason, store, False)  # an empty reason is recorded as 'rollback'
+    if name == ctx.settings.model_name: await refresh(request.app)
+    background.add_task(uc.sync, ctx, name)
     return e
 
 # %% ../nbs/22_routes.ipynb #bd611969
 @models.get('/{name}', operation_id='show_model', responses={**error_responses(404), 200: {'links': {'promote': {'operationId': 'promote',
             'parameters': {'name': '$response.body#/name', 'version': '$response.body#/production'}}}}})
-async def show(name:NameParam, reg:RegistryDep, s:SettingsDep)->ModelRecord:
+async def show(name:NameParam, ctx:ContextDep)->ModelRecord:
     "A model and all its versions."
-    return await run_in_threadpool(uc.model, s, name, reg)
+    return await run_in_threadpool(uc.model, ctx, name)
 
 # %% ../nbs/22_routes.ipynb #c013aaff
 @models.api_route('/{rest:path}', methods=['GET', 'POST'], include_in_schema=False)
@@ -102,9 +101,9 @@ def _live(s:Settings, o:Observer)->dict|None:
     "The live degradation the policy reads, when monitoring is on."
     return _live_degradation(o) if s.monitoring else None
 
-def _check_retrain(s:Settings, reg:Registry, o:Observer):
+def _check_retrain(ctx:uc.Context, o:Observer):
     "The retraining decision, with the live metrics as the monitoring input (in a worker thread: it reads the data)."
-    return uc.check_retrain(s, _live(s, o), reg)
+    return uc.check_retrain(ctx, _live(ctx.settings, o))
 
 # %% ../nbs/22_routes.ipynb #e912d1ee
 def get_decisions(request:Request):
@@ -114,9 +113,9 @@ def get_decisions(request:Request):
     return st.decisions
 
 # %% ../nbs/22_routes.ipynb #85a18976
-def _cached_check_retrain(s:Settings, reg:Registry, o:Observer, decisions)->tuple:
+def _cached_check_retrain(ctx:uc.Context, o:Observer, decisions)->tuple:
     "The decision for a caller without the API key, and whether it was reused (`DecisionCache`): the data is read once per change or TTL."
-    return uc.cached_check_retrain(s, decisions, lambda: _live(s, o), reg)
+    return uc.cached_check_retrain(ctx, decisions, lambda: _live(ctx.settings, o))
 
 # %% ../nbs/22_routes.ipynb #41146859
 retraining = APIRouter(tags=['retraining'])
@@ -125,27 +124,27 @@ _started = {'model': JobStarted, 'description': 'A job started: follow it at /jo
 
 @retraining.post('/retrain/check', openapi_extra={'security': [{}]},  # the key is optional: needed only to run a job
                  responses={202: _started, **error_responses(400, 401, 503), 409: {'model': ErrorOut, 'description': 'Another retraining job is running'}})
-async def retrain_check(s:SettingsDep, reg:RegistryDep, o:ObserverDep, decisions:Annotated[Any, Depends(get_decisions)],
+async def retrain_check(ctx:ContextDep, o:ObserverDep, decisions:Annotated[Any, Depends(get_decisions)],
                         body:RetrainIn|None=None, x_api_key:Annotated[str|None, Security(api_key_header)]=None):
     "Whether retraining is due (without the API key: the last decision while data and registry are unchanged, `cached`); with `run` (and the key), start a job and return its id."
-    b = body or RetrainIn()
+    b, s = body or RetrainIn(), ctx.settings
     if b.run: await require_api_key(s, x_api_key)
-    if b.run or _has_key(s, x_api_key): d, cached = await run_in_threadpool(_check_retrain, s, reg, o), False
-    else: d, cached = await run_in_threadpool(_cached_check_retrain, s, reg, o, decisions)
+    if b.run or _has_key(s, x_api_key): d, cached = await run_in_threadpool(_check_retrain, ctx, o), False
+    else: d, cached = await run_in_threadpool(_cached_check_retrain, ctx, o, decisions)
     if not b.run: return {'decision': d.to_dict(), 'cached': cached}
     if not (d.retrain or b.force): return {'decision': d.to_dict(), 'job': None, 'detail': 'retraining is not due; send "force": true to retrain anyway'}
-    job = await run_in_threadpool(uc.start_retrain, s, b.force or d.retrain, b.reason, 'http')  # `JobRunning` is a `Busy`: 409
+    job = await run_in_threadpool(uc.start_retrain, ctx, b.force or d.retrain, b.reason, 'http')  # `JobRunning` is a `Busy`: 409
     return JSONResponse({'decision': d.to_dict(), 'job': job.model_dump()}, status_code=202)
 
 # %% ../nbs/22_routes.ipynb #142d2b9c
 @retraining.get('/jobs', responses={200: {'links': {'job': {'operationId': 'get_job', 'parameters': {'job_id': '$response.body#/0/id'}}}}})
-async def list_jobs(s:SettingsDep, limit:Annotated[int, Query(ge=1, le=1000, description='How many jobs, newest first')]=20)->list[JobRecord]:
+async def list_jobs(ctx:ContextDep, limit:Annotated[int, Query(ge=1, le=1000, description='How many jobs, newest first')]=20)->list[JobRecord]:
     "The newest retraining jobs."
-    return await run_in_threadpool(uc.jobs, s, limit)
+    return await run_in_threadpool(uc.jobs, ctx, limit)
 
 # %% ../nbs/22_routes.ipynb #6378dfe2
 @retraining.get('/jobs/{job_id}', operation_id='get_job', responses=error_responses(404))
-async def get_job(job_id:JobIdParam, s:SettingsDep)->JobRecord:
+async def get_job(job_id:JobIdParam, ctx:ContextDep)->JobRecord:
     "One retraining job: state, reason, timings, version, promotion, report, error."
-    try: return await run_in_threadpool(uc.job, s, job_id)
+    try: return await run_in_threadpool(uc.job, ctx, job_id)
     except InvalidInput as e: raise HTTPException(422, [{'loc': ['path', 'job_id'], 'msg': str(e), 'type': 'value_error'}])

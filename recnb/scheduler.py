@@ -7,11 +7,10 @@ Docs: https://recnb.github.io/recnb/scheduler.html.md"""
 # %% ../nbs/17_scheduler.ipynb #bdcfa657
 from __future__ import annotations
 from filelock import FileLock, Timeout
-from .config import Settings, get_settings
 from .errors import Busy
 from .logs import get_logger
 from .jobs import JobRunning
-from .usecases import evaluate_report, retrain
+from .usecases import Context, evaluate_report, retrain
 
 # %% auto #0
 __all__ = ['log', 'SchedulerRunning', 'scheduled_retrain', 'scheduled_evaluate', 'build_scheduler', 'run_scheduler']
@@ -23,43 +22,43 @@ log = get_logger('retraining')
 class SchedulerRunning(Busy): "Another `recnb schedule` holds the lock."
 
 # %% ../nbs/17_scheduler.ipynb #1b9e0829
-def scheduled_retrain(settings:Settings):
+def scheduled_retrain(ctx:Context):
     "The scheduler's retraining job: check, retrain when due, never raise."
-    try: return retrain(settings, trigger='schedule')
+    try: return retrain(ctx, trigger='schedule')
     except JobRunning as e: log.warning("scheduled retraining skipped: %s", e)
     except Exception: log.exception("scheduled retraining failed")
 
 # %% ../nbs/17_scheduler.ipynb #42182718
-def scheduled_evaluate(settings:Settings):
+def scheduled_evaluate(ctx:Context):
     "The scheduler's evaluation job: run the evaluation notebook, never raise."
-    try: return evaluate_report(settings)
+    try: return evaluate_report(ctx)
     except Exception: log.exception("scheduled evaluation failed")
 
 # %% ../nbs/17_scheduler.ipynb #2502c7fd
-def build_scheduler(settings:Settings|None=None):
+def build_scheduler(ctx:Context):
     "An APScheduler `BlockingScheduler` with the retraining and evaluation jobs on their cron expressions (UTC)."
     from apscheduler.schedulers.blocking import BlockingScheduler
     from apscheduler.triggers.cron import CronTrigger
-    s = settings or get_settings()
+    s = ctx.settings
     triggers = {}
     for n in ('retrain_cron', 'evaluate_cron'):
         try: triggers[n] = CronTrigger.from_crontab(getattr(s, n), timezone='UTC')
         except ValueError as e: raise ValueError(f"RECNB_{n.upper()} {getattr(s, n)!r} is not a cron expression: {e}") from None
     sch = BlockingScheduler(timezone='UTC', job_defaults=dict(coalesce=True, max_instances=1, misfire_grace_time=3600))
-    sch.add_job(scheduled_retrain, triggers['retrain_cron'], args=[s], id='retrain', name='check and retrain')
-    sch.add_job(scheduled_evaluate, triggers['evaluate_cron'], args=[s], id='evaluate', name='evaluation notebook')
+    sch.add_job(scheduled_retrain, triggers['retrain_cron'], args=[ctx], id='retrain', name='check and retrain')
+    sch.add_job(scheduled_evaluate, triggers['evaluate_cron'], args=[ctx], id='evaluate', name='evaluation notebook')
     return sch
 
 # %% ../nbs/17_scheduler.ipynb #7a868eb3
-def run_scheduler(settings:Settings|None=None, once:bool=False)->list:
+def run_scheduler(ctx:Context, once:bool=False)->list:
     "Run the scheduler (one per `RECNB_HOME`); `once` runs each job now, once, and returns their results."
-    s = settings or get_settings()
+    s = ctx.settings
     s.home.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(s.home/'scheduler.lock'), timeout=0)
     try: lock.acquire()
     except Timeout: raise SchedulerRunning(f"another `recnb schedule` is running for {s.home}") from None
     try:
-        sch = build_scheduler(s)
+        sch = build_scheduler(ctx)
         if once: return [j.func(*j.args) for j in sch.get_jobs()]
         log.info("scheduler started: %s", ', '.join(f"{j.id} at '{getattr(s, j.id + '_cron')}'" for j in sch.get_jobs()))
         sch.start()

@@ -16,6 +16,7 @@ from .config import Settings, get_settings
 from .errors import RecnbError
 from .logs import configure_logging
 from .registry import CorruptRegistry, Registry
+from . import usecases as uc
 from .vectorstore import open_store
 from .observability import ObserveMiddleware, Observer, log
 from .api import SearchBatcher, error_response, faults, follow_live, operations, recommendations, refresh
@@ -34,7 +35,7 @@ def _revision(reg:Registry)->int|None:
 # %% ../nbs/23_serving.ipynb #c4646573
 async def _watch_registry(app:FastAPI):
     "Poll the registry's revision and refresh when it changes (the first poll always checks); follow the live catalogue on every poll."
-    reg, last = app.state.registry, None
+    reg, last = app.state.ctx.registry, None
     while True:
         await asyncio.sleep(app.state.settings.registry_poll_seconds)
         now = await run_in_threadpool(_revision, reg)
@@ -65,7 +66,7 @@ async def lifespan(app:FastAPI):
     s = app.state.settings
     blas = threadpool_limits(1, user_api='blas')  # restored when the app stops
     configure_logging(s, access_log=not s.monitoring)  # with monitoring on, the app's own line per request is the access log
-    app.state.store, app.state.registry = open_store(s), Registry.from_settings(s)
+    app.state.store, app.state.ctx = open_store(s), uc.Context(s)
     app.state.model, app.state.swap_lock, app.state.fault_latency, app.state.batcher = None, asyncio.Lock(), 0., SearchBatcher(s.search_thread)
     try: await refresh(app)
     except Exception: log.exception("could not load the production model; serving without one until it can be loaded")

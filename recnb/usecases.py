@@ -21,6 +21,7 @@ from .logs import get_logger
 from .model import HybridRecommender, Params, Recommendations, params_of
 from .data import current_data
 from .pipeline import attached, embedding_cache, train as _train
+from .store import Stores, open_stores
 from .registry import STAGES, NotFound, Registry, alias_name, version_files
 from .vectorstore import Filters, open_store
 from .retraining import (Decision, DecisionCache, check_retrain as _check_retrain, compare_with_production, decision_key,
@@ -32,8 +33,8 @@ from .ids import id_maps
 from . import catalogue as cat
 
 # %% auto #0
-__all__ = ['log', 'VersionRecord', 'ModelSummary', 'ModelRecord', 'StageChange', 'JobRecord', 'Report', 'models', 'model',
-           'version', 'production', 'history', 'sync', 'train', 'is_registered', 'promote', 'rollback',
+__all__ = ['log', 'VersionRecord', 'ModelSummary', 'ModelRecord', 'StageChange', 'JobRecord', 'Report', 'Context', 'models',
+           'model', 'version', 'production', 'history', 'sync', 'train', 'is_registered', 'promote', 'rollback',
            'promote_if_none', 'Superseded', 'production_model', 'recommend', 'evaluate', 'compare', 'ingest',
            'data_summary', 'drift', 'interaction_drift', 'CatalogueChange', 'add_items', 'withdraw_items',
            'restore_items', 'record_events', 'follow', 'check_retrain', 'cached_check_retrain', 'retrain',
@@ -85,59 +86,69 @@ class Report(BaseModel):
     scraps:dict[str, Any] = {}; mlflow:str|None = None
 
 # %% ../nbs/16_usecases.ipynb #19bce057
-def _registry(settings:Settings|None, registry:Registry|None)->Registry:
-    return registry or Registry.from_settings(settings or get_settings())
+class Context:
+    """What the use cases run with, made once by their caller and passed explicitly: the `settings`, the `stores`
+    they name (`recnb.store.open_stores`), and the `registry` and `jobs` kept in those stores."""
+    def __init__(self, settings:Settings, stores:Stores|None=None):
+        self.settings, self.stores = settings, stores or open_stores(settings)
+        self.registry, self.jobs = Registry(backend=self.stores.registry), Jobs(backend=self.stores.jobs)
+
+    @classmethod
+    def open(cls, settings:Settings|None=None # Default: the `RECNB_*` environment (`recnb.config.get_settings()`)
+            )->Context:
+        "The context of `settings`: what the CLI makes for each command, and the API once per process."
+        return cls(settings or get_settings())
+
+    def __repr__(self): return f"Context({self.settings.model_name!r} in {self.settings.home}, {self.stores!r})"
 
 # %% ../nbs/16_usecases.ipynb #3376964a
-def models(settings:Settings|None=None, registry:Registry|None=None)->list[ModelSummary]:
+def models(ctx:Context)->list[ModelSummary]:
     "Every model with its production version."
-    return [ModelSummary(**m) for m in _registry(settings, registry).models()]
+    return [ModelSummary(**m) for m in ctx.registry.models()]
 
 # %% ../nbs/16_usecases.ipynb #15ce9f36
-def model(settings:Settings|None, name:str, registry:Registry|None=None)->ModelRecord:
+def model(ctx:Context, name:str)->ModelRecord:
     "A model and all its versions."
-    return ModelRecord(**_registry(settings, registry).get(name))
+    return ModelRecord(**ctx.registry.get(name))
 
 # %% ../nbs/16_usecases.ipynb #e9c4fa9f
-def version(settings:Settings|None, name:str, version:str, registry:Registry|None=None)->VersionRecord:
+def version(ctx:Context, name:str, version:str)->VersionRecord:
     "One version of a model."
-    return VersionRecord(**_registry(settings, registry).get(name, version))
+    return VersionRecord(**ctx.registry.get(name, version))
 
 # %% ../nbs/16_usecases.ipynb #c9ff4667
-def production(settings:Settings|None, name:str, registry:Registry|None=None)->VersionRecord|None:
+def production(ctx:Context, name:str)->VersionRecord|None:
     "The production version of a model, or None."
-    e = _registry(settings, registry).production(name)
+    e = ctx.registry.production(name)
     return None if e is None else VersionRecord(**e)
 
 # %% ../nbs/16_usecases.ipynb #73bb57c9
-def history(settings:Settings|None, name:str, registry:Registry|None=None)->list[StageChange]:
+def history(ctx:Context, name:str)->list[StageChange]:
     "Every stage change of a model, oldest first."
-    return [StageChange(**e) for e in _registry(settings, registry).history(name)]
+    return [StageChange(**e) for e in ctx.registry.history(name)]
 
 # %% ../nbs/16_usecases.ipynb #d4a0da3a
-def sync(settings:Settings|None=None, name:str|None=None, # One model; default every model
-         registry:Registry|None=None)->dict[str, dict]:
+def sync(ctx:Context, name:str|None=None # One model; default every model
+        )->dict[str, dict]:
     "Mirror the registry to MLflow (never raises); per model, how many versions are mirrored and pending, and the error."
     from recnb.mirror import sync_quietly  # MLflow takes seconds to import: only where a command mirrors
-    s = settings or get_settings()
-    reg = _registry(s, registry)
-    return {n: sync_quietly(s, reg, n) for n in ([name] if name else [m['name'] for m in reg.models()])}
+    reg = ctx.registry
+    return {n: sync_quietly(ctx.settings, reg, n) for n in ([name] if name else [m['name'] for m in reg.models()])}
 
 # %% ../nbs/16_usecases.ipynb #3f1e9753
-def train(settings:Settings|None=None, data_dir=None, # Overrides `settings.data_dir`
+def train(ctx:Context, data_dir=None, # Overrides `settings.data_dir`
           params:Params|None=None, progress:bool=True, actor:str='recnb train', reason:str='trained'
          )->tuple[HybridRecommender, VersionRecord]:
     "Fit, register, index and save a new version (it ends in `validation`), then mirror it."
-    s = settings or get_settings()
+    s = ctx.settings
     m, _ = _train(s, data_dir, params, progress, actor, reason)
-    sync(s, s.model_name)
-    return m, version(s, s.model_name, m.version)
+    sync(ctx, s.model_name)
+    return m, version(ctx, s.model_name, m.version)
 
 # %% ../nbs/16_usecases.ipynb #2e9936bf
-def is_registered(settings:Settings|None=None)->bool:
+def is_registered(ctx:Context)->bool:
     "Whether the settings' model has any version (what `recnb train --if-missing` checks)."
-    s = settings or get_settings()
-    return any(m.name == s.model_name for m in models(s))
+    return any(m.name == ctx.settings.model_name for m in models(ctx))
 
 # %% ../nbs/16_usecases.ipynb #baf19769
 @contextmanager
@@ -149,47 +160,40 @@ def _opened(settings:Settings, store):
     finally: own.close()
 
 # %% ../nbs/16_usecases.ipynb #03cd4140
-def promote(settings:Settings|None, name:str, version:str, actor:str='recnb', reason:str='',
+def promote(ctx:Context, name:str, version:str, actor:str='recnb', reason:str='',
             store=None, # An open vector store; default: opened (and closed) here
-            registry:Registry|None=None, mirror:bool=True)->VersionRecord:
+            mirror:bool=True)->VersionRecord:
     "Put `version` of `name` in production (and the vector store's alias on its collection); the previous one is archived."
-    s = settings or get_settings()
-    reg = _registry(s, registry)
-    with _opened(s, store) as st: e = reg.promote(name, version, actor, reason, st)
-    if mirror: sync(s, name, reg)
+    with _opened(ctx.settings, store) as st: e = ctx.registry.promote(name, version, actor, reason, st)
+    if mirror: sync(ctx, name)
     return VersionRecord(**e)
 
 # %% ../nbs/16_usecases.ipynb #229be183
-def rollback(settings:Settings|None, name:str, actor:str='recnb', reason:str='rollback',
-             store=None, registry:Registry|None=None, mirror:bool=True)->VersionRecord:
+def rollback(ctx:Context, name:str, actor:str='recnb', reason:str='rollback', store=None, mirror:bool=True)->VersionRecord:
     "Put the previous production version of `name` back in production (`Conflict` when there is none)."
-    s = settings or get_settings()
-    reg = _registry(s, registry)
-    with _opened(s, store) as st: e = reg.rollback(name, actor, reason, st)  # an empty reason is recorded as 'rollback'
-    if mirror: sync(s, name, reg)
+    with _opened(ctx.settings, store) as st: e = ctx.registry.rollback(name, actor, reason, st)  # an empty reason is recorded as 'rollback'
+    if mirror: sync(ctx, name)
     return VersionRecord(**e)
 
 # %% ../nbs/16_usecases.ipynb #b0e4040b
-def promote_if_none(settings:Settings|None=None, actor:str='recnb')->VersionRecord|None:
+def promote_if_none(ctx:Context, actor:str='recnb')->VersionRecord|None:
     "Promote the newest `validation` version when the model has no production version (what `make serve` does)."
-    s = settings or get_settings()
-    reg = Registry.from_settings(s)
+    s, reg = ctx.settings, ctx.registry
     try:
         if reg.production(s.model_name): return None
     except NotFound: return None
     cands = reg.search(s.model_name, stage='validation')
-    return promote(s, s.model_name, cands[-1]['version'], actor, 'first production model', registry=reg) if cands else None
+    return promote(ctx, s.model_name, cands[-1]['version'], actor, 'first production model') if cands else None
 
 # %% ../nbs/16_usecases.ipynb #0851a31a
 class Superseded(Unavailable):
     "The registry's production version changed again while a version was loading: the next poll loads the newer one."
 
-def production_model(settings:Settings|None, store, registry:Registry|None=None,
+def production_model(ctx:Context, store,
                      unless:str|None=None # The version already being served
                     )->HybridRecommender|None:
     "The production version of `settings.model_name`, loaded, attached to the collection the store's production alias names (reconciled with the registry first) and up to date with the live catalogue; None without one (or when it is `unless`)."
-    s = settings or get_settings()
-    reg = _registry(s, registry)
+    s, reg = ctx.settings, ctx.registry
     try: e = reg.production(s.model_name)
     except NotFound: return None
     reg.reconcile(s.model_name, store)
@@ -206,38 +210,37 @@ def production_model(settings:Settings|None, store, registry:Registry|None=None,
     return m
 
 # %% ../nbs/16_usecases.ipynb #6ab4acbb
-def recommend(settings:Settings|None=None, user_id:int|str|None=None, items:list[int|str]|None=None, query:str|None=None,
+def recommend(ctx:Context, user_id:int|str|None=None, items:list[int|str]|None=None, query:str|None=None,
               k:int=10, filters:Filters|None=None, exclude_seen:bool=True)->tuple[HybridRecommender, Recommendations]:
     "One recommendation from the production model (opening the vector store for it); the model and its answer."
-    s = settings or get_settings()
+    s = ctx.settings
     if not 1 <= k <= 100: raise InvalidInput(f"k must be between 1 and 100, got {k}")
     store = open_store(s)
     try:
-        m = production_model(s, store)
+        m = production_model(ctx, store)
         if m is None: raise NotFoundError(f"no production model {s.model_name!r} in {s.home}: run `recnb train` first, then `recnb models promote`")
         return m, m.recommend(user_id=user_id, items=items, query=query, k=k, filters=filters, exclude_seen=exclude_seen)
     finally: store.close()
 
 # %% ../nbs/16_usecases.ipynb #7e5cb9c2
-def evaluate(settings:Settings|None=None, name:str|None=None, version:str|None=None, against:str|None=None, k:int=10, seed:int=42)->dict:
+def evaluate(ctx:Context, name:str|None=None, version:str|None=None, against:str|None=None, k:int=10, seed:int=42)->dict:
     "Evaluate a version (production by default), optionally against another; the report, also written under `reports/evaluation`."
     if k < 1: raise InvalidInput(f"k must be at least 1, got {k}")
-    return evaluate_version(settings or get_settings(), name, version, against, k, seed)
+    return evaluate_version(ctx.settings, name, version, against, k, seed)
 
 # %% ../nbs/16_usecases.ipynb #a40701a3
 def _resolve(reg:Registry, name:str, v:str|None)->dict|None:
     if v != 'production': return reg.get(name, v) if v else None
     return reg.production(name)
 
-def compare(settings:Settings|None, candidate:str, # The candidate version
+def compare(ctx:Context, candidate:str, # The candidate version
             against:str|None='production', # Another version, 'production', or None
             holdout:float|None=None, k:int=10, margin:float|None=None, significance:bool|None=None, alpha:float|None=None,
             record:bool=True, # Store the candidate's `holdout_ndcg@k` in the registry
             data:tuple|None=None # (items, interactions) already read with `current_data`; default: read here
            )->dict:
     "Compare two versions on the newest `holdout` share of interactions (settings' `retrain_*` by default); the comparison."
-    s = settings or get_settings()
-    reg = Registry.from_settings(s)
+    s, reg = ctx.settings, ctx.registry
     cand, other = reg.get(s.model_name, candidate), _resolve(reg, s.model_name, against)
     items, inter = data or current_data(s)
     if other: other = dict(other, path=str(version_files(s, s.model_name, other)))  # its files, in this host's home (fetched if missing)
@@ -249,17 +252,17 @@ def compare(settings:Settings|None, candidate:str, # The candidate version
     return c
 
 # %% ../nbs/16_usecases.ipynb #cd570d5f
-def ingest(settings:Settings|None, path:Path, allow_duplicate:bool=False # Ingest content that was ingested before
+def ingest(ctx:Context, path:Path, allow_duplicate:bool=False # Ingest content that was ingested before
           )->dict:
     "Validate an interactions file whole and append it to the home's ingested interactions (nothing is written if a row is bad, or if it was ingested before)."
     if not Path(path).exists(): raise InvalidInput(f"{path}: no such file")
-    return _ingest(settings or get_settings(), path, allow_duplicate)
+    return _ingest(ctx.settings, path, allow_duplicate)
 
 # %% ../nbs/16_usecases.ipynb #08588fc8
-def data_summary(settings:Settings|None=None, data:tuple|None=None # (items, interactions) already read
+def data_summary(ctx:Context, data:tuple|None=None # (items, interactions) already read
                 )->dict:
     "How many items, interactions and users the current data (data directory plus ingested) holds."
-    items, inter = data or current_data(settings or get_settings())
+    items, inter = data or current_data(ctx.settings)
     return dict(items=len(items), interactions=len(inter), users=int(inter.user_id.nunique()))
 
 # %% ../nbs/16_usecases.ipynb #42dae215
@@ -280,11 +283,11 @@ def _split_new(inter:pd.DataFrame, n_trained:int)->tuple[pd.DataFrame, pd.DataFr
     order = np.argsort(inter.timestamp.to_numpy(), kind='stable')  # too little new data: the older and the newer halves
     return inter.iloc[order[:len(order)//2]], inter.iloc[order[len(order)//2:]]
 
-def interaction_drift(settings:Settings|None, version:str)->tuple[DriftReport, int, int]:
+def interaction_drift(ctx:Context, version:str)->tuple[DriftReport, int, int]:
     "Drift of the interactions that arrived since `version` was trained; the report and the reference and current sizes."
-    s = settings or get_settings()
+    s = ctx.settings
     _, inter = current_data(s)
-    e = Registry.from_settings(s).get(s.model_name, version)
+    e = ctx.registry.get(s.model_name, version)
     ref, cur = _split_new(inter, int(e['tags'].get('n_interactions', len(inter))))
     pop, act = ref.item_id.value_counts(), ref.user_id.value_counts()
     frame = lambda df: pd.DataFrame(dict(rating=df.rating.to_numpy(float), item_popularity=np.log1p(df.item_id.map(pop).fillna(0).to_numpy(float)),
@@ -315,9 +318,9 @@ def _share(s:Settings, store, e:dict, restored=())->int:
     return len(L) + len(w) + len(b)
 
 # %% ../nbs/16_usecases.ipynb #8c88d65d
-def _changed(s:Settings, r:dict, actor:str, store, registry:Registry|None, restored=())->CatalogueChange:
+def _changed(ctx:Context, r:dict, actor:str, store, restored=())->CatalogueChange:
     "Record a catalogue change on the production version and in the audit log, and share it; the change."
-    reg = _registry(s, registry)
+    s, reg = ctx.settings, ctx.registry
     try: e = reg.production(s.model_name)
     except NotFound: e = None
     c = CatalogueChange(**r)
@@ -329,56 +332,50 @@ def _changed(s:Settings, r:dict, actor:str, store, registry:Registry|None, resto
     return c
 
 # %% ../nbs/16_usecases.ipynb #9a6ef174
-def add_items(settings:Settings|None, items:pd.DataFrame|Path, # Rows of items, or a CSV or Parquet file of them
-              actor:str='recnb', store=None, registry:Registry|None=None)->CatalogueChange:
+def add_items(ctx:Context, items:pd.DataFrame|Path, # Rows of items, or a CSV or Parquet file of them
+              actor:str='recnb', store=None)->CatalogueChange:
     "Add or change catalogue items between retrains (all or nothing): logged, embedded, recorded on production."
-    s = settings or get_settings()
     source = str(items) if isinstance(items, (str, Path)) else '<items>'
     df = cat.read_items(items) if isinstance(items, (str, Path)) else items
-    return _changed(s, cat.add_items(s, df, actor, source), actor, store, registry)
+    return _changed(ctx, cat.add_items(ctx.settings, df, actor, source), actor, store)
 
-def withdraw_items(settings:Settings|None, item_ids:list[int|str], actor:str='recnb', store=None, registry:Registry|None=None)->CatalogueChange:
+def withdraw_items(ctx:Context, item_ids:list[int|str], actor:str='recnb', store=None)->CatalogueChange:
     "Keep items out of every answer until they are restored."
-    s = settings or get_settings()
-    return _changed(s, cat.withdraw_items(s, item_ids, actor), actor, store, registry)
+    return _changed(ctx, cat.withdraw_items(ctx.settings, item_ids, actor), actor, store)
 
-def restore_items(settings:Settings|None, item_ids:list[int|str], actor:str='recnb', store=None, registry:Registry|None=None)->CatalogueChange:
+def restore_items(ctx:Context, item_ids:list[int|str], actor:str='recnb', store=None)->CatalogueChange:
     "Let withdrawn items be recommended again."
-    s = settings or get_settings()
-    r = cat.restore_items(s, item_ids, actor)
-    return _changed(s, r, actor, store, registry, restored=r['ids'])
+    r = cat.restore_items(ctx.settings, item_ids, actor)
+    return _changed(ctx, r, actor, store, restored=r['ids'])
 
 # %% ../nbs/16_usecases.ipynb #9487128b
-def record_events(settings:Settings|None, events:pd.DataFrame, # `user_id`, `item_id`, `rating`, `timestamp`
+def record_events(ctx:Context, events:pd.DataFrame, # `user_id`, `item_id`, `rating`, `timestamp`
                   source='<events>', event_ids=None # One client id (or None) per event; stored ids are skipped
                  )->dict:
     "Store interactions durably (all or nothing), as `ingest` does for a file; rows added and duplicates skipped."
-    return cat.append_interactions(settings or get_settings(), events, source, event_ids)
+    return cat.append_interactions(ctx.settings, events, source, event_ids)
 
-def follow(settings:Settings|None, m:HybridRecommender)->dict:
+def follow(ctx:Context, m:HybridRecommender)->dict:
     "Bring the served model `m` up to date with the catalogue's log and the interactions appended since it last looked."
-    return cat.follow(settings or get_settings(), m)
+    return cat.follow(ctx.settings, m)
 
 # %% ../nbs/16_usecases.ipynb #a3435b89
-def check_retrain(settings:Settings|None=None, monitoring:dict|None=None, # Live degradation (see `recnb.monitoring.degradation`)
-                  registry:Registry|None=None)->Decision:
+def check_retrain(ctx:Context, monitoring:dict|None=None # Live degradation (see `recnb.monitoring.degradation`)
+                 )->Decision:
     "Whether a retraining is due: time since the last training, new data, degradation."
-    s = settings or get_settings()
-    return _check_retrain(s, _registry(s, registry), monitoring)
+    return _check_retrain(ctx.settings, ctx.registry, monitoring)
 
 # %% ../nbs/16_usecases.ipynb #1e697572
-def cached_check_retrain(settings:Settings|None, cache:DecisionCache, monitoring=lambda: None, # Returns the live degradation, or None
-                         registry:Registry|None=None)->tuple[Decision, bool]:
+def cached_check_retrain(ctx:Context, cache:DecisionCache, monitoring=lambda: None # Returns the live degradation, or None
+                        )->tuple[Decision, bool]:
     "The retraining decision, reused from `cache` while data and registry are unchanged; and whether it was reused."
-    s = settings or get_settings()
-    reg = _registry(s, registry)
-    return cache.get(decision_key(s, reg), lambda: check_retrain(s, monitoring(), reg))
+    return cache.get(decision_key(ctx.settings, ctx.registry), lambda: check_retrain(ctx, monitoring()))
 
 # %% ../nbs/16_usecases.ipynb #4a9236f3
-def _record_report(settings:Settings, kind:str, res:dict)->str:
+def _record_report(ctx:Context, kind:str, res:dict)->str:
     "Link a report notebook from its registry version and log it to MLflow; what MLflow said."
     from recnb.mirror import log_run_quietly
-    reg, v = Registry.from_settings(settings), res['version']
+    settings, reg, v = ctx.settings, ctx.registry, res['version']
     reg.update(settings.model_name, v, report=res['path'], tags={f"report_{kind}": res['path'], f"report_{kind}_html": res['html']})
     r = log_run_quietly(settings, settings.model_name, f"report-{settings.model_name}-{v}", {'recnb_version': v, 'kind': 'report'},
                         artifacts=[res['path'], res['html']], artifact_path='report')
@@ -395,24 +392,25 @@ def _notebook_params(s:Settings, job:dict, reason:str, parameters:dict|None)->di
                 alpha=s.retrain_alpha, holdout=s.retrain_holdout, **(parameters or {}))
 
 # %% ../nbs/16_usecases.ipynb #5efd0a62
-def _finish(s:Settings, jobs:Jobs, job:dict, res:dict)->dict:
+def _finish(ctx:Context, job:dict, res:dict)->dict:
     "Record what the retrain notebook produced on the job; promote the candidate when its comparison says so."
-    sc = res['scraps']
+    s, jobs, sc = ctx.settings, ctx.jobs, res['scraps']
     jobs.update(job, version=res['version'], report=res['path'], report_html=res['html'], embedding=sc.get('embedding'), comparison=sc.get('comparison'))
-    if res['version'] and res['path']: _record_report(s, 'retrain', res)
+    if res['version'] and res['path']: _record_report(ctx, 'retrain', res)
     if res['error'] or 'comparison' not in sc:
         err = res['error'] or 'the notebook ended without a comparison'
         log.error("retraining job %s failed: %s", job['id'], err, extra={'job': job['id']})
         return jobs.update(job, state='failed', error=err, promoted=False)
     p = promotion_decision(sc['comparison'], res['version'])
-    if p['promote']: promote(s, s.model_name, res['version'], f"retrain job {job['id']}", p['reason'])
-    else: Registry.from_settings(s).update(s.model_name, res['version'], tags={'not_promoted': p['reason']})
+    if p['promote']: promote(ctx, s.model_name, res['version'], f"retrain job {job['id']}", p['reason'])
+    else: ctx.registry.update(s.model_name, res['version'], tags={'not_promoted': p['reason']})
     log.info("retraining job %s: %s %s %s", job['id'], s.model_name, res['version'], 'promoted' if p['promote'] else 'kept in validation', extra={'job': job['id']})
     return jobs.update(job, state='succeeded', promoted=p['promote'], promotion_reason=p['reason'])
 
 # %% ../nbs/16_usecases.ipynb #7b4649ba
-def _run_job(s:Settings, jobs:Jobs, job:dict, decision:Decision, force:bool, reason:str, parameters:dict|None)->dict:
+def _run_job(ctx:Context, job:dict, decision:Decision, force:bool, reason:str, parameters:dict|None)->dict:
     "Skip the job when retraining is not due (nor forced); else run the retrain notebook and finish the job."
+    s, jobs = ctx.settings, ctx.jobs
     if not (decision.retrain or force):
         return jobs.update(job, state='skipped', decision=decision.to_dict(), promotion_reason='not due: ' + '; '.join(c['detail'] for c in decision.checks.values()))
     jobs.update(job, state='running', decision=decision.to_dict())
@@ -420,7 +418,7 @@ def _run_job(s:Settings, jobs:Jobs, job:dict, decision:Decision, force:bool, rea
     log.info("retraining job %s started: %s", job['id'], why, extra={'job': job['id']})
     try: res = run_notebook(s, 'retrain', _notebook_params(s, job, reason or why, parameters))
     except Exception as e: res = dict(path=None, html=None, scraps={}, version=None, error=f"{type(e).__name__}: {e}")
-    return _finish(s, jobs, job, res)
+    return _finish(ctx, job, res)
 
 # %% ../nbs/16_usecases.ipynb #9ad6e8c1
 def _locked(jobs:Jobs, job:dict|None)->FileLock:
@@ -433,13 +431,13 @@ def _locked(jobs:Jobs, job:dict|None)->FileLock:
         raise JobRunning(f"another retraining job is running ({running or 'starting'}); try again when it ends") from None
 
 # %% ../nbs/16_usecases.ipynb #ab13eb5b
-def _retrain(s:Settings, force:bool, reason:str, trigger:str, parameters:dict|None, job:dict|None)->dict:
-    decision, jobs = _check_retrain(s), Jobs.from_settings(s)
+def _retrain(ctx:Context, force:bool, reason:str, trigger:str, parameters:dict|None, job:dict|None)->dict:
+    decision, jobs = _check_retrain(ctx.settings, ctx.registry), ctx.jobs
     lock = _locked(jobs, job)
     try:
         for j in jobs.reap(held=True): log.warning("retraining job %s was interrupted; marked failed", j['id'], extra={'job': j['id']})
         job = job or jobs.new('retrain', reason, trigger)
-        return _run_job(s, jobs, job, decision, force, reason, parameters)
+        return _run_job(ctx, job, decision, force, reason, parameters)
     except BaseException as e:
         if job and job['state'] in ('pending', 'running'):
             jobs.update(job, state='failed', error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
@@ -447,12 +445,12 @@ def _retrain(s:Settings, force:bool, reason:str, trigger:str, parameters:dict|No
     finally: lock.release()
 
 # %% ../nbs/16_usecases.ipynb #47c4b1b7
-def retrain(settings:Settings|None=None, force:bool=False, reason:str='',
+def retrain(ctx:Context, force:bool=False, reason:str='',
             trigger:str='cli', # 'cli', 'http', 'schedule'
             parameters:dict|None=None # Extra notebook parameters, e.g. {'fail_stage': 'evaluate'}
            )->JobRecord:
     "Check the policy and, when due (or forced), run a retraining job; the job's record."
-    return JobRecord(**_retrain(settings or get_settings(), force, reason, trigger, parameters, None))
+    return JobRecord(**_retrain(ctx, force, reason, trigger, parameters, None))
 
 # %% ../nbs/16_usecases.ipynb #6d7ab6c5
 def _busy(jobs:Jobs)->bool:
@@ -461,32 +459,32 @@ def _busy(jobs:Jobs)->bool:
     except Timeout: return True
     l.release(); return False
 
-def start_retrain(settings:Settings, force:bool=False, reason:str='', trigger:str='http')->JobRecord:
+def start_retrain(ctx:Context, force:bool=False, reason:str='', trigger:str='http')->JobRecord:
     "Create a pending job and run it in a background thread; the job (for its id)."
-    jobs = Jobs.from_settings(settings)
+    jobs = ctx.jobs
     if _busy(jobs): raise JobRunning("another retraining job is running; try again when it ends")
     job = jobs.new('retrain', reason, trigger)
     def run():
-        try: _retrain(settings, force, reason, trigger, None, job)
+        try: _retrain(ctx, force, reason, trigger, None, job)
         except Exception: log.exception("retraining job %s failed", job['id'])
     threading.Thread(target=run, name=f"retrain-{job['id']}", daemon=True).start()
     return JobRecord(**job)
 
 # %% ../nbs/16_usecases.ipynb #ef3dfac3
-def jobs(settings:Settings|None=None, limit:int=50)->list[JobRecord]:
+def jobs(ctx:Context, limit:int=50)->list[JobRecord]:
     "The newest retraining jobs, interrupted ones shown (and recorded) as failed."
-    return [JobRecord(**j) for j in Jobs.from_settings(settings or get_settings()).newest(limit)]
+    return [JobRecord(**j) for j in ctx.jobs.newest(limit)]
 
-def job(settings:Settings|None, job_id:str)->JobRecord:
+def job(ctx:Context, job_id:str)->JobRecord:
     "One retraining job (`NotFoundError` for an unknown id, `InvalidInput` for a malformed one)."
-    try: return JobRecord(**Jobs.from_settings(settings or get_settings()).get(job_id))
+    try: return JobRecord(**ctx.jobs.get(job_id))
     except ValueError as e: raise InvalidInput(str(e)) from None
 
 # %% ../nbs/16_usecases.ipynb #f22ab5e3
-def evaluate_report(settings:Settings|None=None, version:str='production', parameters:dict|None=None)->Report:
+def evaluate_report(ctx:Context, version:str='production', parameters:dict|None=None)->Report:
     "Run the evaluation report notebook for `version`; the report, linked from the version and logged to MLflow."
-    s = settings or get_settings()
+    s = ctx.settings
     res = run_notebook(s, 'evaluate', dict(_home_params(s), version=version, **(parameters or {})))
-    if res['version'] and res['path']: res['mlflow'] = _record_report(s, 'evaluate', res)
+    if res['version'] and res['path']: res['mlflow'] = _record_report(ctx, 'evaluate', res)
     if res['error']: log.error("evaluation notebook failed: %s", res['error'])
     return Report(**res)

@@ -2,7 +2,7 @@
 import shutil
 from fastapi.testclient import TestClient
 from recnb.config import Settings
-from recnb.usecases import production_model
+from recnb.usecases import Context, production_model
 from recnb.serving import create_app
 from recnb.vectorstore import ClientStore, EdgeStore, open_store
 
@@ -13,7 +13,7 @@ def test_client_store_matches_edge(home, tmp_path):
     local = Settings(home=h, embedded_backend='local')
     es, cs = open_store(edge), open_store(local)
     assert isinstance(es, EdgeStore) and isinstance(cs, ClientStore)
-    me, mc = production_model(edge, es), production_model(local, cs)  # both re-index from the saved artifacts
+    me, mc = production_model(Context(edge), es), production_model(Context(local), cs)  # both re-index from the saved artifacts
     assert cs.count(mc.collection) == mc.n_items
     for uid in (1, 2, 414):
         a, b = me.recommend(user_id=uid, k=10), mc.recommend(user_id=uid, k=10)
