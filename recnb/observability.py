@@ -21,11 +21,11 @@ __all__ = ['log', 'endpoint_label', 'Observer', 'ObserveMiddleware']
 log = logging.getLogger('recnb.api')
 
 # %% ../nbs/20_observability.ipynb #4227908e
-_known = {'/recommend', '/retrain/check', '/health', '/livez', '/readyz', '/metrics', '/metrics/summary', '/docs', '/openapi.json', '/debug/faults'}
-
-def endpoint_label(path:str)->str:
-    "The Prometheus label of a path: known routes as they are, `/models...` as `/models`, anything else `other`."
-    return path if path in _known else '/models' if path.startswith('/models') else '/jobs' if path.startswith('/jobs') else 'other'
+def endpoint_label(route:str|None # The path template of the route that answered (`scope['route'].path`), None for none
+                  )->str:
+    "The Prometheus label of a request: its route's path template, `/models...` as `/models` and `/jobs...` as `/jobs`; `other` when no route answered (the router's 404)."
+    if route is None: return 'other'
+    return '/models' if route.startswith('/models') else '/jobs' if route.startswith('/jobs') else route
 
 # %% ../nbs/20_observability.ipynb #69a4cb73
 class Observer:
@@ -48,8 +48,9 @@ class Observer:
 # %% ../nbs/20_observability.ipynb #5b5a70fb
 @patch
 def done(self:Observer, scope:dict, status:int, seconds:float):
-    "Note a finished request (called by the middleware; cheap)."
-    self.pending.append((time.time(), scope['path'], scope['method'], (scope.get('client') or ['-'])[0], status, seconds, scope['recnb']))
+    "Note a finished request (called by the middleware; cheap): the route that answered it is in `scope['route']`, set by the router."
+    self.pending.append((time.time(), scope['path'], scope['method'], (scope.get('client') or ['-'])[0], status, seconds, scope['recnb'],
+                         getattr(scope.get('route'), 'path', None)))
 
 # %% ../nbs/20_observability.ipynb #4496c25b
 @patch
@@ -57,10 +58,10 @@ def drain(self:Observer):
     "Account for every noted request: Prometheus series, rolling metrics, anomalies, one JSON log line each (written together)."
     on, records = log.isEnabledFor(logging.INFO), []
     while self.pending:
-        try: t, path, method, client, status, seconds, obs = self.pending.popleft()
+        try: t, path, method, client, status, seconds, obs, route = self.pending.popleft()
         except IndexError: break  # another thread took the last one
         info = obs.get('info')
-        self.observe(endpoint_label(path), status, seconds, info)
+        self.observe(endpoint_label(route), status, seconds, info)
         if not on: continue
         extra = dict(method=method, path=path, status=status, duration_ms=round(seconds*1000, 3), client=client, request_id=obs['request_id'])
         if info: extra.update(model_version=info['model_version'], user_id=obs.get('user_id'))
